@@ -1,0 +1,107 @@
+"""The project's exceptions: one root, one subclass per kind of failure.
+
+    EnforceError
+    ├── InvalidInputError          bad input from a caller; names what is wrong
+    │   ├── EntityKeyError         a key that is not `kind:id` in canonical form
+    │   ├── LabelValidationError   a label field that fails the schema
+    │   ├── SelectorSyntaxError    a selector that does not parse (with position)
+    │   ├── ConfigError            a config document that fails validation
+    │   └── UnknownSurfaceError    a surface the applied config does not define
+    ├── StoreError                 talking to the Label Store service failed
+    │   ├── StoreUnavailableError  transport failure or timeout
+    │   └── StoreResponseError     the store answered with an error status
+    │       ├── AuthError          401 / 403
+    │       └── FeedTooOldError    410: the change feed no longer holds S
+    ├── StorageError               a storage backend failed (server side)
+    └── NativeError                the C extension reported an error
+        └── SnapshotError          a bloom snapshot is truncated, corrupt or foreign
+
+Errors from underlying libraries (httpx, kazoo, sqlite3, redis, C return codes)
+are translated where they are caught and re-raised `from` the original.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class EnforceError(Exception):
+    """Root of every error this package raises."""
+
+
+class InvalidInputError(EnforceError, ValueError):
+    """Input from a caller is invalid. `field` names the offending field if known."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        self.problem = message
+        super().__init__(f"{field}: {message}" if field else message)
+
+
+class EntityKeyError(InvalidInputError):
+    """An entity key is malformed (not `kind:id`) or not canonicalisable."""
+
+
+class LabelValidationError(InvalidInputError):
+    """A label (or one of its fields) fails the label schema."""
+
+
+class SelectorSyntaxError(InvalidInputError):
+    """A selector expression failed to parse; `position` is a 0-based offset."""
+
+    def __init__(self, message: str, *, text: str, position: int, expected: str) -> None:
+        self.text = text
+        self.position = position
+        self.expected = expected
+        pointer = f"\n  {text}\n  {' ' * position}^"
+        super().__init__(
+            f"{message} at position {position}: expected {expected}{pointer}", field="selector"
+        )
+
+
+class ConfigError(InvalidInputError):
+    """A config document is invalid; the message names the path of the bad value."""
+
+
+class UnknownSurfaceError(InvalidInputError, KeyError):
+    """check() was called with a surface the applied config does not define."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message otherwise
+        return self.problem if self.field is None else f"{self.field}: {self.problem}"
+
+
+class StoreError(EnforceError):
+    """A call to the Label Store service failed."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store could not be reached or did not answer in time."""
+
+
+class StoreResponseError(StoreError):
+    """The store answered with an error status; `status` and `detail` say which."""
+
+    def __init__(self, status: int, detail: Any) -> None:
+        self.status = status
+        self.detail = detail
+        super().__init__(f"label store answered {status}: {detail}")
+
+
+class AuthError(StoreResponseError):
+    """The store refused the credentials (401) or the role (403)."""
+
+
+class FeedTooOldError(StoreResponseError):
+    """The change feed no longer holds the requested position; reload a snapshot."""
+
+
+class StorageError(EnforceError):
+    """A storage backend failed while serving a request."""
+
+
+class NativeError(EnforceError):
+    """The native extension returned an error code."""
+
+
+class SnapshotError(NativeError):
+    """A bloom snapshot cannot be loaded: truncated, corrupt, foreign or future version."""

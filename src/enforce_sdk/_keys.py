@@ -1,0 +1,112 @@
+"""Entity keys: `kind:id`, with one canonical form used everywhere.
+
+Canonical form:
+- surrounding whitespace is stripped; the kind is lower-cased and must match
+  `[a-z][a-z0-9_]{0,31}`;
+- the id is 1..256 characters with no whitespace or control characters;
+- `domain:` ids are reduced to the registrable domain by the Public Suffix List
+  (ICANN and private sections), lower-cased and IDNA-encoded; a bare public
+  suffix is rejected; IP literals are kept in their compressed form;
+- `image:` ids (content signatures) are lower-cased;
+- every other kind keeps its id as given (ids are case-sensitive).
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import re
+from urllib.parse import urlsplit
+
+from publicsuffixlist import PublicSuffixList
+
+from ._errors import EntityKeyError
+
+MAX_KEY_ID_LENGTH = 256
+_KIND_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_ID_RE = re.compile(r"[^\s\x00-\x1f\x7f]{1,%d}" % MAX_KEY_ID_LENGTH)
+# Already-canonical keys of kinds with no special normalisation take this path.
+_FAST_RE = re.compile(r"(?!domain:|image:)[a-z][a-z0-9_]{0,31}:[^\s\x00-\x1f\x7f]{1,%d}" % MAX_KEY_ID_LENGTH)
+
+_psl: PublicSuffixList | None = None
+
+
+def _public_suffix_list() -> PublicSuffixList:
+    global _psl
+    if _psl is None:
+        _psl = PublicSuffixList()
+    return _psl
+
+
+def _canonical_domain(raw: str) -> str:
+    host = raw.strip().rstrip(".").lower()
+    if not host:
+        raise EntityKeyError("empty domain", field="entity")
+    try:
+        return "domain:" + ipaddress.ip_address(host.strip("[]")).compressed
+    except ValueError:
+        pass
+    try:
+        host = host.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise EntityKeyError(f"domain {raw!r} is not a valid host name", field="entity") from exc
+    registrable = _public_suffix_list().privatesuffix(host)
+    if registrable is None:
+        raise EntityKeyError(
+            f"domain {raw!r} is a public suffix, not a registrable domain", field="entity"
+        )
+    return "domain:" + registrable
+
+
+@functools.lru_cache(maxsize=65536)
+def _canonical_slow(raw: str) -> str:
+    text = raw.strip()
+    kind, sep, ident = text.partition(":")
+    if not sep:
+        raise EntityKeyError(f"{raw!r} is not of the form kind:id", field="entity")
+    kind = kind.strip().lower()
+    ident = ident.strip()
+    if not _KIND_RE.fullmatch(kind):
+        raise EntityKeyError(
+            f"kind {kind!r} must match [a-z][a-z0-9_]{{0,31}}", field="entity"
+        )
+    if kind == "domain":
+        return _canonical_domain(ident)
+    if not _ID_RE.fullmatch(ident):
+        raise EntityKeyError(
+            f"id of {raw!r} must be 1..{MAX_KEY_ID_LENGTH} characters without whitespace",
+            field="entity",
+        )
+    if kind == "image":
+        ident = ident.lower()
+    return f"{kind}:{ident}"
+
+
+def canonical_key(raw: str) -> str:
+    """Return the canonical form of an entity key, or raise EntityKeyError."""
+    if type(raw) is not str:
+        raise EntityKeyError(f"entity key must be a string, got {type(raw).__name__}", field="entity")
+    if _FAST_RE.fullmatch(raw):
+        return raw
+    return _canonical_slow(raw)
+
+
+def entity_kind(key: str) -> str:
+    """The kind of a canonical key (the part before the first colon)."""
+    return key.partition(":")[0]
+
+
+def domain_key_from_url(url: str) -> str:
+    """The canonical `domain:` key of a URL's host, e.g. https://www.x.co.uk/a -> domain:x.co.uk."""
+    if not isinstance(url, str):
+        raise EntityKeyError(f"url must be a string, got {type(url).__name__}", field="url")
+    text = url.strip()
+    if "://" not in text:
+        text = "//" + text
+    try:
+        host = urlsplit(text).hostname
+    except ValueError as exc:
+        raise EntityKeyError(f"{url!r} is not a valid URL: {exc}", field="url") from exc
+    if not host:
+        raise EntityKeyError(f"{url!r} has no host", field="url")
+    return _canonical_domain(host)

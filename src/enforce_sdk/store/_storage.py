@@ -1,0 +1,168 @@
+"""The storage contract every Label Store backend implements.
+
+The entity is the primary key and the source is the feature key: a backend
+holds at most one label per (entity, source key). `apply` runs a whole batch
+of writes atomically: the label rows, one audit event per effective change and
+one change record per effective change commit together or not at all. Change
+records carry a global sequence number that only grows.
+
+Label status: `active` labels are served by reads; `pending` labels (an
+automated negative on a trusted entity, see the Label Checker) are stored and
+listed for review but not served.
+
+The behaviour is pinned by tests/contract/, which every backend must pass.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from .._model import Label
+
+
+class LabelStatus(enum.StrEnum):
+    ACTIVE = "active"
+    PENDING = "pending"
+
+
+class Outcome(enum.StrEnum):
+    """What one write op did."""
+
+    WRITTEN = "written"  # a new or changed active label
+    PENDING = "pending"  # stored as pending review, not served
+    NOOP = "noop"  # identical to what was stored (label and status): nothing changed
+    DELETED = "deleted"  # a stored label was retracted
+    NOT_FOUND = "not_found"  # retract of a label that did not exist: nothing changed
+
+
+class Action(enum.StrEnum):
+    """The kind of an audit event / change record."""
+
+    PUT = "put"  # active label written
+    PEND = "pend"  # label stored as pending review
+    DELETE = "delete"  # label retracted by its producer
+    DISMISS = "dismiss"  # pending label dismissed because a human source decided
+
+
+@dataclass(frozen=True, slots=True)
+class PutOp:
+    """Upsert `label` with `status`.
+
+    If `decides_pending` is true (a human-source label), every *other* pending
+    label on the same entity is dismissed in the same transaction.
+    """
+
+    label: Label
+    status: LabelStatus = LabelStatus.ACTIVE
+    decides_pending: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteOp:
+    """Retract the label of `source_key` on `entity` (active or pending)."""
+
+    entity: str
+    source_key: str
+
+
+WriteOp = PutOp | DeleteOp
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLabel:
+    label: Label
+    status: LabelStatus
+    seq: int  # sequence number of the change that last wrote it
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    seq: int
+    entity: str
+    source_key: str
+    action: Action
+    actor: str  # the authenticated writer identity
+    at: datetime
+    before: Label | None
+    after: Label | None
+    status: LabelStatus | None  # status of `after`, None for delete/dismiss
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeRecord:
+    seq: int
+    entity: str
+    source_key: str
+    action: Action
+    at: datetime
+    labeled: bool  # whether the entity has at least one active label after this change
+
+
+@dataclass(frozen=True, slots=True)
+class ChangePage:
+    changes: list[ChangeRecord]
+    head: int  # the newest sequence number the backend has committed
+    oldest: int  # the oldest sequence number still retained (head + 1 if none)
+
+
+class LabelStorage(abc.ABC):
+    """A Label Store backend. Implementations must be safe for use from many threads."""
+
+    @abc.abstractmethod
+    def apply(self, ops: Sequence[WriteOp], *, actor: str, now: datetime) -> list[Outcome]:
+        """Apply all ops atomically, in order; return one Outcome per op.
+
+        Ops on the same (entity, source) later in the batch see the earlier ones.
+        Durable on return: an acknowledged batch survives a crash of the process.
+        """
+
+    @abc.abstractmethod
+    def get_many(
+        self, entities: Iterable[str], *, include_pending: bool = False
+    ) -> dict[str, list[StoredLabel]]:
+        """Labels of each entity that has any; entities without labels are absent."""
+
+    @abc.abstractmethod
+    def history(
+        self, entity: str, *, limit: int = 100, before_seq: int | None = None
+    ) -> list[AuditEvent]:
+        """Audit events of one entity, newest first, with seq < before_seq if given."""
+
+    @abc.abstractmethod
+    def changes(self, after_seq: int, *, limit: int = 1000) -> ChangePage:
+        """Change records with seq > after_seq in ascending order, at most `limit`.
+
+        Callers compare `after_seq` with `oldest` to detect a position past retention.
+        """
+
+    @abc.abstractmethod
+    def head_seq(self) -> int:
+        """The newest committed sequence number (0 when nothing was ever written)."""
+
+    @abc.abstractmethod
+    def prune_changes(self, older_than: datetime) -> int:
+        """Drop change records made before `older_than`; return how many. Audit is kept."""
+
+    @abc.abstractmethod
+    def pending(self, *, limit: int = 100, after: tuple[str, str] | None = None) -> list[StoredLabel]:
+        """Pending labels ordered by (entity, source key), starting after the given key."""
+
+    @abc.abstractmethod
+    def iter_labeled_entities(self) -> Iterator[str]:
+        """Every entity that has at least one active label (for the bloom snapshot)."""
+
+    @abc.abstractmethod
+    def count_labels(self) -> dict[LabelStatus, int]:
+        """Number of stored labels by status."""
+
+    def ping(self) -> None:
+        """Raise StorageError if the backend cannot serve (used by readiness)."""
+        self.head_seq()
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections and files."""
