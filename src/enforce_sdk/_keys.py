@@ -24,9 +24,11 @@ from ._errors import EntityKeyError
 
 MAX_KEY_ID_LENGTH = 256
 _KIND_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
-_ID_RE = re.compile(r"[^\s\x00-\x1f\x7f]{1,%d}" % MAX_KEY_ID_LENGTH)
+_ID_RE = re.compile(rf"[^\s\x00-\x1f\x7f]{{1,{MAX_KEY_ID_LENGTH}}}")
 # Already-canonical keys of kinds with no special normalisation take this path.
-_FAST_RE = re.compile(r"(?!domain:|image:)[a-z][a-z0-9_]{0,31}:[^\s\x00-\x1f\x7f]{1,%d}" % MAX_KEY_ID_LENGTH)
+_FAST_RE = re.compile(
+    rf"(?!domain:|image:)[a-z][a-z0-9_]{{0,31}}:[^\s\x00-\x1f\x7f]{{1,{MAX_KEY_ID_LENGTH}}}"
+)
 
 _psl: PublicSuffixList | None = None
 
@@ -67,9 +69,7 @@ def _canonical_slow(raw: str) -> str:
     kind = kind.strip().lower()
     ident = ident.strip()
     if not _KIND_RE.fullmatch(kind):
-        raise EntityKeyError(
-            f"kind {kind!r} must match [a-z][a-z0-9_]{{0,31}}", field="entity"
-        )
+        raise EntityKeyError(f"kind {kind!r} must match [a-z][a-z0-9_]{{0,31}}", field="entity")
     if kind == "domain":
         return _canonical_domain(ident)
     if not _ID_RE.fullmatch(ident):
@@ -85,7 +85,9 @@ def _canonical_slow(raw: str) -> str:
 def canonical_key(raw: str) -> str:
     """Return the canonical form of an entity key, or raise EntityKeyError."""
     if type(raw) is not str:
-        raise EntityKeyError(f"entity key must be a string, got {type(raw).__name__}", field="entity")
+        raise EntityKeyError(
+            f"entity key must be a string, got {type(raw).__name__}", field="entity"
+        )
     if _FAST_RE.fullmatch(raw):
         return raw
     return _canonical_slow(raw)

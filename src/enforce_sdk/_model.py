@@ -49,7 +49,9 @@ class Enforcement(enum.IntEnum):
             if member is not None:
                 return member
         allowed = ", ".join(e.wire for e in cls)
-        raise LabelValidationError(f"unknown enforcement {value!r} (allowed: {allowed})", field=field)
+        raise LabelValidationError(
+            f"unknown enforcement {value!r} (allowed: {allowed})", field=field
+        )
 
     def __str__(self) -> str:
         return self.wire
@@ -98,7 +100,9 @@ class Source:
     def from_key(cls, key: str) -> Source:
         parts = key.split("/") if isinstance(key, str) else []
         if len(parts) != 3:
-            raise LabelValidationError(f"{key!r} is not of the form system/type/name", field="source")
+            raise LabelValidationError(
+                f"{key!r} is not of the form system/type/name", field="source"
+            )
         return cls(system=parts[0], type=SourceType.parse(parts[1]), name=parts[2])
 
     def to_dict(self) -> dict[str, str]:
@@ -108,7 +112,8 @@ class Source:
     def from_dict(cls, data: object) -> Source:
         if not isinstance(data, Mapping):
             raise LabelValidationError(
-                f"must be an object with system, type, name, got {type(data).__name__}", field="source"
+                f"must be an object with system, type, name, got {type(data).__name__}",
+                field="source",
             )
         _no_extra(data, {"system", "type", "name"}, "source")
         return cls(
@@ -153,7 +158,9 @@ class Label:
         if self.confidence is not None:
             c = self.confidence
             if isinstance(c, bool) or not isinstance(c, int | float) or not math.isfinite(c):
-                raise LabelValidationError(f"must be a number in 0..1, got {c!r}", field="confidence")
+                raise LabelValidationError(
+                    f"must be a number in 0..1, got {c!r}", field="confidence"
+                )
             if not 0.0 <= c <= 1.0:
                 raise LabelValidationError(f"must be in 0..1, got {c!r}", field="confidence")
             object.__setattr__(self, "confidence", float(c))
@@ -196,7 +203,9 @@ class Label:
     def from_dict(cls, data: object) -> Label:
         """Build a label from its JSON or msgpack form, validating every field."""
         if not isinstance(data, Mapping):
-            raise LabelValidationError(f"must be an object, got {type(data).__name__}", field="label")
+            raise LabelValidationError(
+                f"must be an object, got {type(data).__name__}", field="label"
+            )
         _no_extra(data, _LABEL_FIELDS, "label")
         return cls(
             entity=_required(data, "entity", ""),
@@ -215,7 +224,16 @@ class Label:
 
 
 _LABEL_FIELDS = frozenset(
-    {"entity", "source", "enforcement", "reason", "created_at", "expires_at", "confidence", "metadata"}
+    {
+        "entity",
+        "source",
+        "enforcement",
+        "reason",
+        "created_at",
+        "expires_at",
+        "confidence",
+        "metadata",
+    }
 )
 
 
@@ -234,7 +252,9 @@ def parse_time(value: object, field: str) -> datetime:
         except ValueError as exc:
             raise LabelValidationError(f"{value!r} is not an RFC 3339 time", field=field) from exc
         return _utc(parsed, field)
-    raise LabelValidationError(f"must be an RFC 3339 string, got {type(value).__name__}", field=field)
+    raise LabelValidationError(
+        f"must be an RFC 3339 string, got {type(value).__name__}", field=field
+    )
 
 
 def _utc(value: object, field: str) -> datetime:
@@ -247,7 +267,9 @@ def _utc(value: object, field: str) -> datetime:
 
 def _check_name(value: object, field: str) -> None:
     if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
-        raise LabelValidationError(f"must match [A-Za-z0-9_.-@]{{1,64}}, got {value!r}", field=field)
+        raise LabelValidationError(
+            f"must match [A-Za-z0-9_.-@]{{1,64}}, got {value!r}", field=field
+        )
 
 
 def _required(data: Mapping[str, Any], name: str, prefix: str) -> Any:
@@ -264,11 +286,15 @@ def _no_extra(data: Mapping[str, Any], allowed: frozenset[str] | set[str], where
 
 def _check_metadata(meta: object) -> Mapping[str, MetadataValue]:
     if not isinstance(meta, Mapping):
-        raise LabelValidationError(f"must be an object, got {type(meta).__name__}", field="metadata")
+        raise LabelValidationError(
+            f"must be an object, got {type(meta).__name__}", field="metadata"
+        )
     clean: dict[str, MetadataValue] = {}
     for key, value in meta.items():
         if not isinstance(key, str) or not _META_KEY_RE.fullmatch(key):
-            raise LabelValidationError(f"key {key!r} must match [A-Za-z0-9_.-]{{1,64}}", field="metadata")
+            raise LabelValidationError(
+                f"key {key!r} must match [A-Za-z0-9_.-]{{1,64}}", field="metadata"
+            )
         if value is not None and not isinstance(value, str | int | float | bool):
             raise LabelValidationError(
                 f"value of {key!r} must be a string, number, boolean or null", field="metadata"

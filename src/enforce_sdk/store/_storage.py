@@ -148,7 +148,9 @@ class LabelStorage(abc.ABC):
         """Drop change records made before `older_than`; return how many. Audit is kept."""
 
     @abc.abstractmethod
-    def pending(self, *, limit: int = 100, after: tuple[str, str] | None = None) -> list[StoredLabel]:
+    def pending(
+        self, *, limit: int = 100, after: tuple[str, str] | None = None
+    ) -> list[StoredLabel]:
         """Pending labels ordered by (entity, source key), starting after the given key."""
 
     @abc.abstractmethod

@@ -1,0 +1,166 @@
+"""Counters and latency histograms of one client, readable as a dict or by Prometheus.
+
+Counters are plain int attributes bumped without a lock: under CPython's GIL
+`obj.n += 1` on an int cannot be interleaved (no eval-breaker check between its
+bytecodes), so counts are exact there; a free-threaded build could lose rare
+updates. Histograms use power-of-two nanosecond buckets, one list index bump.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+COUNTERS = (
+    "checks",  # decisions returned (one per item, check_many counts each item)
+    "bloom_negatives",  # items answered by the bloom precheck without I/O
+    "cache_hits",  # items answered from a fresh cache entry
+    "negative_hits",  # cache hits whose entry says "no labels"
+    "cache_misses",  # items that needed a fetch
+    "fetches",  # store round trips
+    "fetched_keys",  # keys asked in those round trips
+    "fetch_errors",  # round trips that failed
+    "coalesced_waits",  # items that waited on another caller's in-flight fetch
+    "degraded",  # decisions flagged degraded (all causes)
+    "stale_served",  # degraded decisions served from stale cache entries
+    "fail_open",  # degraded decisions answered by fail-open
+    "fail_closed",  # degraded decisions answered by fail-closed
+    "internal_errors",  # unexpected exceptions caught on the serving path
+    "config_updates",  # configs applied after the first
+    "config_rejected",  # config versions refused (invalid or not newer)
+    "feed_changes",  # change-feed records applied
+    "feed_errors",  # change-feed polls that failed
+    "snapshot_loads",  # bloom snapshots loaded
+)
+
+_BUCKETS = 40  # 2^0 .. 2^39 ns (~9 minutes): bucket i holds [2^(i-1), 2^i)
+
+
+class LatencyHistogram:
+    """Log2-bucketed nanosecond latencies; cheap enough to record on every check."""
+
+    __slots__ = ("buckets", "count", "total_ns")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * _BUCKETS
+        self.count = 0
+        self.total_ns = 0
+
+    def record(self, ns: int) -> None:
+        i = ns.bit_length()
+        self.buckets[i if i < _BUCKETS else _BUCKETS - 1] += 1
+        self.count += 1
+        self.total_ns += ns
+
+    def quantile(self, q: float) -> float:
+        """Upper bound in ns of the bucket holding quantile q (0 if empty)."""
+        if not self.count:
+            return 0.0
+        rank = q * self.count
+        seen = 0
+        for i, n in enumerate(self.buckets):
+            seen += n
+            if seen >= rank and n:
+                return float(1 << i)
+        return float(1 << (_BUCKETS - 1))
+
+    def cumulative(self) -> Iterator[tuple[float, int]]:
+        """(upper bound in seconds, cumulative count) pairs, for Prometheus buckets."""
+        seen = 0
+        for i, n in enumerate(self.buckets):
+            seen += n
+            yield (1 << i) / 1e9, seen
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "count": self.count,
+            "mean_ns": self.total_ns / self.count if self.count else 0.0,
+            "p50_ns": self.quantile(0.5),
+            "p99_ns": self.quantile(0.99),
+        }
+
+
+class Stats:
+    """One client's counters and histograms."""
+
+    checks = bloom_negatives = cache_hits = negative_hits = cache_misses = 0
+    fetches = fetched_keys = fetch_errors = coalesced_waits = 0
+    degraded = stale_served = fail_open = fail_closed = internal_errors = 0
+    config_updates = config_rejected = feed_changes = feed_errors = snapshot_loads = 0
+
+    def __init__(self, clock_ns: Callable[[], int] = time.perf_counter_ns) -> None:
+        self.clock_ns = clock_ns
+        self.check_latency = LatencyHistogram()  # per call of check/check_many/filter
+        self.fetch_latency = LatencyHistogram()  # per store round trip
+        self.gauges: dict[str, Callable[[], float]] = {}
+
+    def add_gauge(self, name: str, read: Callable[[], float]) -> None:
+        """Expose a value computed on read (cache size, config version, feed lag...)."""
+        self.gauges[name] = read
+
+    def reset(self) -> None:
+        for name in COUNTERS:
+            setattr(self, name, 0)
+        self.check_latency = LatencyHistogram()
+        self.fetch_latency = LatencyHistogram()
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {name: getattr(self, name) for name in COUNTERS}
+        out["check_latency"] = self.check_latency.to_dict()
+        out["fetch_latency"] = self.fetch_latency.to_dict()
+        for name, read in self.gauges.items():
+            try:
+                out[name] = read()
+            except Exception:  # a gauge must never break a stats read
+                out[name] = None
+        return out
+
+    def prometheus_collector(self, prefix: str = "enforce_sdk") -> Any:
+        """A prometheus_client collector reading these stats at scrape time (no hot-path cost)."""
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
+        stats = self
+
+        class _Collector:
+            def collect(self) -> Iterator[Any]:
+                for name in COUNTERS:
+                    yield CounterMetricFamily(
+                        f"{prefix}_{name}", name.replace("_", " "), value=getattr(stats, name)
+                    )
+                for hname, hist in (
+                    ("check_seconds", stats.check_latency),
+                    ("fetch_seconds", stats.fetch_latency),
+                ):
+                    buckets = [(repr(b), float(c)) for b, c in hist.cumulative()]
+                    buckets[-1] = ("+Inf", float(hist.count))
+                    yield HistogramMetricFamily(
+                        f"{prefix}_{hname}",
+                        hname.replace("_", " "),
+                        buckets=buckets,
+                        sum_value=hist.total_ns / 1e9,
+                    )
+                for gname, read in stats.gauges.items():
+                    try:
+                        value = float(read())
+                    except Exception:
+                        continue
+                    yield GaugeMetricFamily(
+                        f"{prefix}_{gname}", gname.replace("_", " "), value=value
+                    )
+
+        return _Collector()
+
+    def register_prometheus(self, registry: Any = None, prefix: str = "enforce_sdk") -> Any:
+        """Register the collector with a prometheus_client registry (default: the global one)."""
+        if registry is None:
+            from prometheus_client import REGISTRY
+
+            registry = REGISTRY
+        collector = self.prometheus_collector(prefix)
+        registry.register(collector)
+        return collector

@@ -1,0 +1,82 @@
+"""Entity key canonicalisation: one canonical form, PSL-normalised domains, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from enforce_sdk import EntityKeyError, canonical_key, domain_key_from_url
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [
+        ("pin:1233211212", "pin:1233211212"),
+        ("  PIN:42 ", "pin:42"),
+        ("User : AbC", "user:AbC"),  # ids keep their case
+        ("domain:WwW.Example.CO.uk", "domain:example.co.uk"),
+        ("domain:shop.example.com.", "domain:example.com"),
+        ("domain:a.b.blogspot.com", "domain:b.blogspot.com"),  # private PSL section
+        ("domain:BÜCHER.de", "domain:xn--bcher-kva.de"),
+        ("domain:192.168.0.1", "domain:192.168.0.1"),
+        ("image:ABCDEF0123", "image:abcdef0123"),
+    ],
+)
+def test_canonical_forms(raw: str, canonical: str) -> None:
+    assert canonical_key(raw) == canonical
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ("pin", "kind:id"),
+        (":42", "kind"),
+        ("9pin:1", "kind"),
+        ("pin:", "id"),
+        ("pin:a b", "id"),
+        ("domain:co.uk", "public suffix"),
+        ("domain:", "empty domain"),
+        ("pin:" + "x" * 257, "id"),
+    ],
+)
+def test_malformed_keys_name_the_problem(raw: str, fragment: str) -> None:
+    with pytest.raises(EntityKeyError) as info:
+        canonical_key(raw)
+    assert fragment in str(info.value)
+    assert info.value.field == "entity"
+
+
+def test_non_string_key_is_rejected() -> None:
+    with pytest.raises(EntityKeyError, match="must be a string"):
+        canonical_key(42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("url", "key"),
+    [
+        ("https://www.Example.co.uk/path?q=1", "domain:example.co.uk"),
+        ("http://user:pw@sub.example.com:8080/", "domain:example.com"),
+        ("example.org/landing", "domain:example.org"),
+    ],
+)
+def test_domain_key_from_url(url: str, key: str) -> None:
+    assert domain_key_from_url(url) == key
+
+
+def test_url_without_host_is_rejected() -> None:
+    with pytest.raises(EntityKeyError, match="no host"):
+        domain_key_from_url("https:///nohost")
+
+
+@given(st.text(max_size=80))
+def test_any_text_gives_a_canonical_key_or_a_clear_error(raw: str) -> None:
+    try:
+        key = canonical_key(raw)
+    except EntityKeyError as exc:
+        assert exc.field == "entity"
+        return
+    # canonical form is a fixed point
+    assert canonical_key(key) == key
+    kind, _, ident = key.partition(":")
+    assert kind and ident and kind == kind.lower()
