@@ -14,7 +14,8 @@ the cache is one OrderedDict whose values carry their own deadlines:
   stale entries are served only when the store cannot be reached.
 
 Only canonical keys are ever stored, which lets the client skip
-canonicalisation when a raw key hits.
+canonicalisation when a raw key hits. A labeled entry also carries a small
+memo of decisions per surface, which the client fills (see _client).
 """
 
 from __future__ import annotations
@@ -23,13 +24,16 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from ._model import Label
 
 Labels = tuple[Label, ...]
 NO_LABELS: Labels = ()
-# (labels, fresh_until, stale_until) in timer seconds
-Entry = tuple[Labels, float, float]
+# Decisions memoised on a labeled entry, by surface: (decision, valid until, wall seconds).
+Memo = dict[object, tuple[Any, float]]
+# (labels, fresh_until, stale_until in timer seconds, memo or None for a negative entry)
+Entry = tuple[Labels, float, float, Memo | None]
 
 
 class LabelCache:
@@ -103,9 +107,9 @@ class LabelCache:
             for key in asked:
                 labels = fetched.get(key)
                 if labels:
-                    entries[key] = (tuple(labels), *positive)
+                    entries[key] = (tuple(labels), *positive, {})
                 else:
-                    entries[key] = (NO_LABELS, *negative)
+                    entries[key] = (NO_LABELS, *negative, None)
                 entries.move_to_end(key)
             self._trim()
 

@@ -1,0 +1,259 @@
+"""EnforcementClient against an in-process fake store: semantics, round trips, fail modes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from enforce_sdk import (
+    Enforcement,
+    EntityKeyError,
+    Label,
+    Source,
+    SourceType,
+    StoreUnavailableError,
+    UnknownSurfaceError,
+)
+from enforce_sdk._client import EnforcementClient
+from enforce_sdk._config_source import StaticConfigSource
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+REVIEW = Source("review_tool", SourceType.HUMAN, "alice")
+MODEL = Source("spam_domain_model", SourceType.AUTOMATED, "v3")
+
+CONFIG: dict[str, Any] = {
+    "version": 1,
+    "surfaces": {
+        "home_feed": {"hide_from": "limit", "related": {"domain": "block", "creator": "remove"}},
+        "search": {"hide_from": "block", "fail_mode": "closed"},
+        "profile": {"hide_from": "remove"},
+    },
+    "cache": {"ttl": "60s", "negative_ttl": "30s", "serve_stale_for": "10m", "max_entries": 1000},
+    "store": {"timeout": "100ms", "retries": 0},
+}
+
+
+def label(entity: str, enforcement: Enforcement, source: Source = REVIEW, **kw: Any) -> Label:
+    return Label(
+        entity, source, enforcement, kw.pop("reason", "spam"), NOW - timedelta(hours=1), **kw
+    )
+
+
+class FakeStore:
+    def __init__(self, labels: Sequence[Label] = ()) -> None:
+        self.labels: dict[str, list[Label]] = {}
+        for lab in labels:
+            self.labels.setdefault(lab.entity, []).append(lab)
+        self.requests: list[list[str]] = []
+        self.fail: Exception | None = None
+        self.garbage: Any = None
+        self.closed = False
+
+    def get_many(self, keys: list[str]) -> Mapping[str, Sequence[Label]]:
+        self.requests.append(list(keys))
+        if self.fail is not None:
+            raise self.fail
+        if self.garbage is not None:
+            return self.garbage  # type: ignore[no-any-return]
+        return {k: self.labels[k] for k in keys if k in self.labels}
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.mono = 100.0
+
+    def __call__(self) -> float:
+        return self.mono
+
+
+def make(store: FakeStore, config: Any = CONFIG, clock: Clock | None = None) -> EnforcementClient:
+    return EnforcementClient(
+        "http://unused",
+        config,
+        store=store,
+        timer=clock or Clock(),
+        wall_clock=lambda: NOW.timestamp(),
+    )
+
+
+def test_unlabeled_entity_is_allowed_with_no_label() -> None:
+    with make(FakeStore()) as client:
+        d = client.check("pin:1", "home_feed")
+    assert d.enforcement == Enforcement.ALLOW and d.label is None and d.visible and not d.degraded
+
+
+def test_visibility_follows_each_surfaces_map() -> None:
+    store = FakeStore([label("pin:1", Enforcement.LIMIT)])
+    with make(store) as client:
+        assert not client.check("pin:1", "home_feed").visible  # hides from limit
+        assert client.check("pin:1", "search").visible  # hides from block
+        assert client.check("pin:1", "profile").visible
+        d = client.check("pin:1", "home_feed")
+    assert d.enforcement == Enforcement.LIMIT and d.label == label("pin:1", Enforcement.LIMIT)
+    assert d.decided_by == "pin:1" and d.reason == "spam" and len(d.causes) == 1
+    assert len(store.requests) == 1  # one fetch served three surfaces: the cache holds raw labels
+
+
+def test_check_many_makes_one_round_trip_for_all_misses_and_keeps_order() -> None:
+    store = FakeStore(
+        [label("pin:2", Enforcement.BLOCK), label("domain:bad.com", Enforcement.BLOCK)]
+    )
+    keys = [f"pin:{i}" for i in range(100)]
+    related = [{"domain": "https://www.bad.com/x"} if i == 7 else None for i in range(100)]
+    with make(store) as client:
+        decisions = client.check_many(keys, "home_feed", related)
+        assert len(store.requests) == 1
+        assert set(store.requests[0]) == {*keys, "domain:bad.com"}
+        assert [d.entity for d in decisions] == keys
+        hidden = [d.entity for d in decisions if not d.visible]
+        assert hidden == ["pin:2", "pin:7"]
+        assert decisions[7].decided_by == "domain:bad.com"
+        # warm: no further round trip
+        client.check_many(keys, "home_feed", related)
+        assert len(store.requests) == 1
+        assert client.stats.cache_hits >= 101
+
+
+def test_creator_link_uses_user_keys_and_propagates_only_from_its_minimum() -> None:
+    store = FakeStore([label("user:42", Enforcement.BLOCK), label("user:43", Enforcement.REMOVE)])
+    with make(store) as client:
+        assert client.check("pin:1", "home_feed", {"creator": "42"}).visible  # block < remove
+        d = client.check("pin:2", "home_feed", {"creator": "43"})
+    assert not d.visible and d.decided_by == "user:43" and d.enforcement == Enforcement.REMOVE
+
+
+def test_filter_keeps_visible_items_in_order() -> None:
+    store = FakeStore([label("pin:2", Enforcement.REMOVE)])
+    items = [{"id": f"pin:{i}"} for i in range(5)]
+    with make(store) as client:
+        shown = client.filter(items, "home_feed", key=lambda it: it["id"])
+    assert [it["id"] for it in shown] == ["pin:0", "pin:1", "pin:3", "pin:4"]
+
+
+def test_misuse_raises_at_once_without_io() -> None:
+    store = FakeStore()
+    with make(store) as client:
+        with pytest.raises(UnknownSurfaceError, match="unknown surface 'nope'"):
+            client.check("pin:1", "nope")
+        with pytest.raises(EntityKeyError, match="item 1"):
+            client.check_many(["pin:1", "not a key"], "home_feed")
+        with pytest.raises(EntityKeyError):
+            client.check("domain:co.uk", "home_feed")
+    assert store.requests == []
+
+
+def test_store_down_answers_by_fail_mode_never_raises_and_counts() -> None:
+    store = FakeStore()
+    store.fail = StoreUnavailableError("connection refused")
+    with make(store) as client:
+        open_ = client.check("pin:1", "home_feed")
+        closed = client.check("pin:1", "search")
+        stats = client.stats.to_dict()
+    assert open_.visible and open_.degraded and "fail_open" in (open_.degraded_reason or "")
+    assert (
+        not closed.visible and closed.degraded and "fail_closed" in (closed.degraded_reason or "")
+    )
+    assert stats["fail_open"] == 1 and stats["fail_closed"] == 1 and stats["fetch_errors"] == 2
+
+
+def test_garbage_from_the_store_is_a_degraded_answer_not_an_exception() -> None:
+    store = FakeStore()
+    store.garbage = {"pin:1": ["not a label"]}
+    with make(store) as client:
+        d = client.check("pin:1", "home_feed")
+    assert d.degraded and d.visible
+
+
+def test_stale_entries_are_served_within_bound_while_store_is_down_then_recover() -> None:
+    clock = Clock()
+    store = FakeStore([label("pin:1", Enforcement.BLOCK)])
+    with make(store, clock=clock) as client:
+        assert not client.check("pin:1", "home_feed").visible
+        store.fail = StoreUnavailableError("down")
+        clock.mono += 120  # past the 60 s TTL, within the 10 min stale bound
+        stale = client.check("pin:1", "home_feed")
+        assert (
+            not stale.visible
+            and stale.degraded
+            and (stale.degraded_reason or "").startswith("stale")
+        )
+        assert client.stats.stale_served == 1
+        clock.mono += 3600  # past the stale bound: fail mode
+        failed = client.check("pin:1", "home_feed")
+        assert failed.visible and "fail_open" in (failed.degraded_reason or "")
+        store.fail = None  # store back
+        recovered = client.check("pin:1", "home_feed")
+        assert not recovered.visible and not recovered.degraded
+
+
+def test_config_swap_applies_newer_versions_only() -> None:
+    source = StaticConfigSource(CONFIG)
+    store = FakeStore([label("pin:1", Enforcement.LIMIT)])
+    with make(store, config=source) as client:
+        assert client.check("pin:1", "search").visible
+        newer = {
+            **CONFIG,
+            "version": 2,
+            "surfaces": {**CONFIG["surfaces"], "search": {"hide_from": "limit"}},
+        }
+        source.push(newer)
+        assert client.config.version == 2
+        assert not client.check("pin:1", "search").visible  # no cache flush needed
+        assert len(store.requests) == 1
+        source.push(CONFIG)  # version 1 again: not newer, ignored
+        assert client.config.version == 2
+
+
+def test_close_is_idempotent_and_leaves_a_borrowed_store_open() -> None:
+    store = FakeStore()
+    client = make(store)
+    client.close()
+    client.close()  # idempotent
+    assert client._closed and not store.closed
+
+
+def test_decisions_of_labeled_entities_are_reused_briefly_and_never_past_an_expiry() -> None:
+    wall = [NOW.timestamp()]
+    expiring = Label(
+        "pin:1",
+        REVIEW,
+        Enforcement.BLOCK,
+        "spam",
+        NOW - timedelta(hours=1),
+        expires_at=NOW + timedelta(seconds=0.5),
+    )
+    store = FakeStore([expiring])
+    client = EnforcementClient(
+        "http://unused", CONFIG, store=store, timer=Clock(), wall_clock=lambda: wall[0]
+    )
+    with client:
+        assert not client.check("pin:1", "home_feed").visible  # fetched
+        first = client.check("pin:1", "home_feed")  # from the cache, now memoised
+        assert client.check("pin:1", "home_feed") is first
+        assert client.check_many(["pin:1"], "home_feed")[0] is first
+        wall[0] += 0.6  # past the label's expiry, though within the memo window
+        after = client.check("pin:1", "home_feed")
+        assert after.visible and after.label is None
+    assert len(store.requests) == 1  # the memo is on the cache entry: no refetch
+
+
+def test_memo_lasts_at_most_a_second() -> None:
+    wall = [NOW.timestamp()]
+    store = FakeStore([label("pin:1", Enforcement.BLOCK)])
+    with EnforcementClient(
+        "http://unused", CONFIG, store=store, timer=Clock(), wall_clock=lambda: wall[0]
+    ) as client:
+        client.check("pin:1", "home_feed")
+        first = client.check("pin:1", "home_feed")
+        assert client.check("pin:1", "home_feed") is first
+        wall[0] += 1.01
+        again = client.check("pin:1", "home_feed")
+    assert again is not first  # recomputed
+    assert again.enforcement == first.enforcement and again.label == first.label
+    assert again.causes[0].score < first.causes[0].score  # a second more of decay
