@@ -13,6 +13,9 @@
     │       ├── AuthError          401 / 403
     │       └── FeedTooOldError    410: the change feed no longer holds S
     ├── StorageError               a storage backend failed (server side)
+    ├── ConfigSourceError          reading or writing config at its source failed
+    │   ├── ConfigConflictError    a compare-and-set push lost to a concurrent writer
+    │   └── ConfigPermissionError  the source's ACLs refused the identity
     └── NativeError                the C extension reported an error
         └── SnapshotError          a bloom snapshot is truncated, corrupt or foreign
 
@@ -97,6 +100,18 @@ class FeedTooOldError(StoreResponseError):
 
 class StorageError(EnforceError):
     """A storage backend failed while serving a request."""
+
+
+class ConfigSourceError(EnforceError):
+    """The config source (e.g. ZooKeeper) could not be read or written."""
+
+
+class ConfigConflictError(ConfigSourceError):
+    """A compare-and-set config push lost: someone else pushed since it was read."""
+
+
+class ConfigPermissionError(ConfigSourceError):
+    """The config source refused the operation for this identity (ACL or auth)."""
 
 
 class NativeError(EnforceError):

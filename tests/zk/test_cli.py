@@ -1,0 +1,304 @@
+"""The `config` CLI group against a real ZooKeeper, driven with click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from kazoo.client import KazooClient
+from kazoo.exceptions import NoAuthError
+from kazoo.security import OPEN_ACL_UNSAFE
+
+from enforce_sdk._errors import ConfigConflictError, ConfigPermissionError
+from enforce_sdk._sample import sample_labels
+from enforce_sdk._zk_admin import ZooKeeperConfigStore
+from enforce_sdk._zk_layout import ConfigLayout
+from enforce_sdk.cli import _config as cli_config
+from enforce_sdk.cli._config import config
+
+from ._helpers import ADMIN, ROOT, SDK, admin_client, document
+
+Invoke = Callable[..., Result]
+
+
+@pytest.fixture
+def invoke(zk_hosts: str) -> Invoke:
+    """Run `config ...` with ZooKeeper named by the environment, as operators would."""
+    runner = CliRunner()
+
+    def run(*args: str, auth: str | None = ADMIN, env: dict[str, str] | None = None) -> Result:
+        environ = {"ENFORCE_ZK_HOSTS": zk_hosts, "ENFORCE_ZK_PATH": ROOT}
+        if auth is not None:
+            environ["ENFORCE_ZK_AUTH"] = auth
+        environ.update(env or {})
+        return runner.invoke(config, list(args), env=environ, catch_exceptions=False)
+
+    return run
+
+
+def write(tmp_path: Path, name: str, doc: Any) -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(doc) if not isinstance(doc, str) else doc)
+    return str(path)
+
+
+@pytest.fixture
+def sample_file(tmp_path: Path) -> str:
+    """A JSONL export of 600 realistic labels, dated now."""
+    path = tmp_path / "labels.jsonl"
+    now = datetime.now(UTC)
+    path.write_text("".join(json.dumps(lb.to_dict()) + "\n" for lb in sample_labels(600, now=now)))
+    return str(path)
+
+
+def test_validate(invoke: Invoke, tmp_path: Path) -> None:
+    ok = invoke("validate", write(tmp_path, "ok.json", document(4)))
+    assert ok.exit_code == 0, ok.output
+    assert "version 4" in ok.output and "home_feed, search" in ok.output
+    bad_doc = document(4)
+    bad_doc["surfaces"]["search"]["fail_mode"] = "sideways"
+    bad = invoke("validate", write(tmp_path, "bad.json", bad_doc))
+    assert bad.exit_code == 1
+    assert "surfaces.search.fail_mode" in bad.output
+    broken = invoke("validate", write(tmp_path, "broken.json", "{"))
+    assert broken.exit_code == 1 and "malformed JSON" in broken.output
+
+
+def test_push_get_history(invoke: Invoke, tmp_path: Path, zk_hosts: str) -> None:
+    first = invoke("push", write(tmp_path, "v.json", document(1)), "-m", "initial")
+    assert first.exit_code == 0, first.output
+    assert "pushed version 1" in first.output
+    got = invoke("get", auth=None)  # reading needs no credential (world-readable by default)
+    assert got.exit_code == 0, got.output
+    assert json.loads(got.output) == document(1)
+
+    # a second push of a file still saying version 1 becomes version 2
+    second = invoke("push", write(tmp_path, "v2.json", document(1)), "--force", "-m", "again")
+    assert second.exit_code == 0, second.output
+    assert "pushed version 2" in second.output and "was 1" in second.output
+    hist = invoke("history", "--json")
+    rows = [json.loads(line) for line in hist.output.splitlines()]
+    assert [(r["version"], r["comment"], r["current"]) for r in rows] == [
+        (2, "again", True), (1, "initial", False)]
+    assert rows[0]["pushed_by"].startswith("config-admin")
+    old = invoke("get", "--version", "1")
+    assert json.loads(old.output)["version"] == 1
+
+
+def test_push_refuses_invalid_and_oversized_documents(invoke: Invoke, tmp_path: Path,
+                                                      zk_hosts: str) -> None:
+    bad_doc = document(1)
+    bad_doc["surfaces"]["home_feed"]["selector"] = "type = = human"
+    bad = invoke("push", write(tmp_path, "bad.json", bad_doc), "--force")
+    assert bad.exit_code == 1 and "surfaces.home_feed.selector" in bad.output
+    big = document(1)
+    big["surfaces"]["home_feed"]["weights"] = {f"system_{i:06d}": 1.0 for i in range(20000)}
+    huge = invoke("push", write(tmp_path, "big.json", big), "--force")
+    assert huge.exit_code == 1 and "limit" in huge.output
+    zk = KazooClient(hosts=zk_hosts)
+    zk.start()
+    try:  # nothing was written half-way
+        assert zk.exists(ROOT) is None
+    finally:
+        zk.stop()
+
+
+def test_guardrail_refuses_a_big_move_unless_forced(invoke: Invoke, tmp_path: Path,
+                                                    sample_file: str) -> None:
+    assert invoke("push", write(tmp_path, "v1.json", document(1))).exit_code == 0
+    # a small change (cache ttl) passes the guardrail
+    small = document(1)
+    small["cache"]["ttl"] = "90s"
+    ok = invoke("push", write(tmp_path, "small.json", small), "--sample", sample_file)
+    assert ok.exit_code == 0, ok.output
+    assert "dry run over" in ok.output and "+0.00%" in ok.output
+    # hiding `limit` labels too on home_feed moves its hidden share a lot
+    wide = write(tmp_path, "wide.json", document(1, home_feed="limit"))
+    refused = invoke("push", wide, "--sample", sample_file)
+    assert refused.exit_code == 1, refused.output
+    assert "guardrail refused" in refused.output and "home_feed" in refused.output
+    assert json.loads(invoke("get").output)["version"] == 2  # unchanged
+    # a generous threshold, or --force, lets it through
+    forced = invoke("push", wide, "--sample", sample_file, "--force")
+    assert forced.exit_code == 0, forced.output
+    assert json.loads(invoke("get").output)["surfaces"]["home_feed"]["hide_from"] == "limit"
+
+
+def test_guardrail_threshold_is_configurable(invoke: Invoke, tmp_path: Path,
+                                             sample_file: str) -> None:
+    assert invoke("push", write(tmp_path, "v1.json", document(1))).exit_code == 0
+    wide = write(tmp_path, "wide.json", document(1, home_feed="limit"))
+    ok = invoke("push", wide, "--sample", sample_file, "--max-shift", "0.9")
+    assert ok.exit_code == 0, ok.output
+    back = write(tmp_path, "back.json", document(1))
+    refused = invoke("push", back, "--sample", sample_file,
+                     env={"ENFORCE_CONFIG_MAX_SHIFT": "0.001"})
+    assert refused.exit_code == 1 and "guardrail refused" in refused.output
+
+
+def test_push_over_existing_config_needs_a_sample_or_force(invoke: Invoke,
+                                                           tmp_path: Path) -> None:
+    assert invoke("push", write(tmp_path, "v1.json", document(1))).exit_code == 0
+    res = invoke("push", write(tmp_path, "v2.json", document(2)))
+    assert res.exit_code == 2 and "--sample" in res.output
+
+
+def test_concurrent_pushes_do_not_overwrite_each_other(zk_hosts: str) -> None:
+    with ZooKeeperConfigStore(zk_hosts, ROOT, auth=ADMIN) as store:
+        store.push(document(1), expected=None)
+    barrier = threading.Barrier(4)
+    outcomes: list[object] = []
+
+    def operator(i: int) -> None:
+        with ZooKeeperConfigStore(zk_hosts, ROOT, auth=ADMIN) as store:
+            current = store.current()
+            barrier.wait()
+            try:
+                outcomes.append(store.push(document(1, home_feed="limit"), expected=current,
+                                           comment=f"operator {i}").version)
+            except ConfigConflictError as exc:
+                outcomes.append(exc)
+
+    threads = [threading.Thread(target=operator, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    wins = [o for o in outcomes if isinstance(o, int)]
+    losses = [o for o in outcomes if isinstance(o, ConfigConflictError)]
+    assert wins == [2] and len(losses) == 3
+    assert "changed since it was read" in str(losses[0])
+    with ZooKeeperConfigStore(zk_hosts, ROOT) as store:
+        assert store.history_versions() == [1, 2]
+        assert store.current() is not None
+
+
+def test_cli_push_loses_cleanly_to_a_concurrent_push(
+    invoke: Invoke, tmp_path: Path, zk_hosts: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert invoke("push", write(tmp_path, "v1.json", document(1))).exit_code == 0
+    guardrail = cli_config._guardrail
+
+    def racing_guardrail(*args: Any, **kwargs: Any) -> None:
+        guardrail(*args, **kwargs)
+        with ZooKeeperConfigStore(zk_hosts, ROOT, auth=ADMIN) as other:  # another operator
+            other.push(document(1, search="remove"), expected=other.current(), comment="them")
+
+    monkeypatch.setattr(cli_config, "_guardrail", racing_guardrail)
+    res = invoke("push", write(tmp_path, "mine.json", document(1, home_feed="limit")), "--force")
+    assert res.exit_code == 1, res.output
+    assert "changed since it was read" in res.output and "version 2" in res.output
+    current = json.loads(invoke("get").output)
+    assert current["surfaces"]["search"]["hide_from"] == "remove"  # theirs survived
+    assert current["surfaces"]["home_feed"]["hide_from"] == "block"
+
+
+def test_rollback_repushes_an_old_document_as_a_new_version(invoke: Invoke, tmp_path: Path
+                                                            ) -> None:
+    assert invoke("push", write(tmp_path, "v1.json", document(1))).exit_code == 0
+    assert invoke("push", write(tmp_path, "v2.json", document(2, search="limit")),
+                  "--force").exit_code == 0
+    res = invoke("rollback", "1")
+    assert res.exit_code == 0, res.output
+    assert "as version 3" in res.output
+    now = json.loads(invoke("get").output)
+    assert now == {**document(1), "version": 3}
+    rows = [json.loads(x) for x in invoke("history", "--json").output.splitlines()]
+    assert rows[0]["kind"] == "rollback" and rows[0]["rollback_of"] == 1
+    missing = invoke("rollback", "17")
+    assert missing.exit_code == 2 and "not in the history" in missing.output
+
+
+def test_rollback_replaces_a_bad_document_written_around_the_cli(
+    invoke: Invoke, tmp_path: Path, zk_hosts: str
+) -> None:
+    assert invoke("push", write(tmp_path, "v1.json", document(1))).exit_code == 0
+    zk = admin_client(zk_hosts)
+    try:
+        zk.set(ConfigLayout(ROOT).config, b"garbage")
+    finally:
+        zk.stop()
+    got = invoke("get")
+    assert got.exit_code == 1 and "invalid" in got.output
+    res = invoke("rollback", "1")
+    assert res.exit_code == 0, res.output
+    assert json.loads(invoke("get").output)["version"] == 2
+
+
+def test_diff(invoke: Invoke, tmp_path: Path) -> None:
+    assert invoke("push", write(tmp_path, "v1.json", document(1))).exit_code == 0
+    assert invoke("push", write(tmp_path, "v2.json", document(2, search="remove")),
+                  "--force").exit_code == 0
+    two = invoke("diff", "1", "2")
+    assert two.exit_code == 0
+    assert '-      "hide_from": "block"' in two.output and '+      "hide_from": "remove"' in two.output
+    f = write(tmp_path, "f.json", document(2, search="remove"))
+    same = invoke("diff", f)
+    assert same.output.strip() == "no differences"
+    g = write(tmp_path, "g.json", document(2, home_feed="limit", search="remove"))
+    changed = invoke("diff", g)
+    assert '+      "hide_from": "limit"' in changed.output
+
+
+def test_only_the_config_admin_can_write(invoke: Invoke, tmp_path: Path, zk_hosts: str) -> None:
+    assert invoke("push", write(tmp_path, "v1.json", document(1))).exit_code == 0
+    layout = ConfigLayout(ROOT)
+    for auth_data in ([("digest", SDK)], []):  # an SDK identity, and world
+        zk = KazooClient(hosts=zk_hosts, auth_data=auth_data)
+        zk.start()
+        try:
+            assert zk.get(layout.config)[0]  # may read
+            with pytest.raises(NoAuthError):
+                zk.set(layout.config, b'{"version": 99}')
+            with pytest.raises(NoAuthError):
+                zk.delete(layout.config)
+            with pytest.raises(NoAuthError):
+                zk.create(layout.history_node(99), b"{}")
+            with pytest.raises(NoAuthError):
+                zk.set_acls(layout.config, OPEN_ACL_UNSAFE)
+        finally:
+            zk.stop()
+    with ZooKeeperConfigStore(zk_hosts, ROOT, auth=SDK) as store, \
+            pytest.raises(ConfigPermissionError, match="refused"):
+        store.push(document(2), expected=store.current())
+    res = invoke("push", write(tmp_path, "v2.json", document(2)), "--force", auth=SDK)
+    assert res.exit_code == 2 and "refused" in res.output
+    nocred = invoke("push", write(tmp_path, "v2.json", document(2)), "--force", auth=None)
+    assert nocred.exit_code == 2 and "ENFORCE_ZK_AUTH" in nocred.output
+
+
+def test_named_readers_replace_world_read(invoke: Invoke, tmp_path: Path, zk_hosts: str) -> None:
+    res = invoke("push", write(tmp_path, "v1.json", document(1)), "--reader", SDK)
+    assert res.exit_code == 0, res.output
+    layout = ConfigLayout(ROOT)
+    world = KazooClient(hosts=zk_hosts)
+    world.start()
+    try:
+        with pytest.raises(NoAuthError):
+            world.get(layout.config)
+    finally:
+        world.stop()
+    denied = invoke("get", auth=None)
+    assert denied.exit_code == 2 and "refused" in denied.output
+    assert json.loads(invoke("get", auth=SDK).output)["version"] == 1
+
+
+def test_unreachable_zookeeper_is_a_clear_error(tmp_path: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(config, ["get", "--hosts", "127.0.0.1:1", "--zk-timeout", "0.5"])
+    assert res.exit_code == 2
+    assert "ZooKeeper" in res.output and "127.0.0.1:1" in res.output
+
+
+def test_sample_file_errors_name_the_line(invoke: Invoke, tmp_path: Path) -> None:
+    assert invoke("push", write(tmp_path, "v1.json", document(1))).exit_code == 0
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"entity": "pin:1"}\n')
+    res = invoke("push", write(tmp_path, "v2.json", document(2)), "--sample", str(bad))
+    assert res.exit_code == 2 and "line 1" in res.output

@@ -1,0 +1,70 @@
+"""Unit tests of ZooKeeperConfigSource's version gate and disk copy, without a server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from enforce_sdk._zk_layout import encode_document
+from enforce_sdk._zk_source import ZooKeeperConfigSource
+
+from ._helpers import ROOT, Recorder, document
+
+# a stream of node contents: a valid document of some version, or garbage
+_item = st.one_of(
+    st.integers(1, 30).map(lambda v: encode_document(document(v))),
+    st.sampled_from([b"", b"{", b"[]", b'{"version": 5}', b"\xff"]),
+)
+
+
+def _offline_source(cache: Path | None = None) -> tuple[ZooKeeperConfigSource, Recorder]:
+    source = ZooKeeperConfigSource("127.0.0.1:1", ROOT, cache_path=cache)
+    rec = Recorder()
+    source._on_update = rec
+    source._started = True
+    return source, rec
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_item, max_size=25))
+def test_updates_are_valid_and_strictly_increasing(stream: list[bytes]) -> None:
+    source, rec = _offline_source()
+    for i, data in enumerate(stream):
+        source._offer(data, SimpleNamespace(version=i))  # type: ignore[arg-type]
+    valid = [json.loads(d)["version"] for d in stream if d.startswith(b'{"cache"')]
+    versions = rec.versions
+    assert versions == sorted(set(versions))
+    assert versions == [v for i, v in enumerate(valid) if v > max(valid[:i], default=0)]
+    stats = source.stats()
+    assert stats["applied_version"] == (max(valid) if valid else None)
+    invalid = len(stream) - len(valid)
+    older = sum(1 for i, v in enumerate(valid) if v < max(valid[:i], default=0))
+    assert stats["rejected"] == invalid + older
+
+
+def test_disk_copy_round_trip_and_foreign_copy(tmp_path: Path) -> None:
+    cache = tmp_path / "c.json"
+    source, _ = _offline_source(cache)
+    source._offer(encode_document(document(7)), None)
+    assert source.flush_cache()
+    assert json.loads(cache.read_text())["document"]["version"] == 7
+    again = ZooKeeperConfigSource("127.0.0.1:1", ROOT, cache_path=cache)
+    loaded = again._load_cache()
+    assert loaded is not None and loaded.version == 7
+    other = ZooKeeperConfigSource("127.0.0.1:1", "/enforce_sdk/other", cache_path=cache)
+    assert other._load_cache() is None  # a copy of another namespace is never served
+    assert "not '/enforce_sdk/other/config'" in (other.stats()["last_rejection"] or "")
+
+
+def test_unwritable_cache_is_counted_not_raised(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    source, rec = _offline_source(blocker / "sub" / "c.json")
+    source._offer(encode_document(document(2)), None)
+    assert source.flush_cache()
+    assert rec.versions == [2]
+    assert source.stats()["cache_write_errors"] == 1
