@@ -1,0 +1,37 @@
+"""`python -m enforce_sdk.store --config PATH --host H --port P`: run the Label Store."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .._errors import ConfigError, InvalidInputError, StorageError
+from ._config import StoreConfig
+from ._server import run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m enforce_sdk.store",
+                                     description="Run the enforce_sdk Label Store service.")
+    parser.add_argument("--config", help="TOML config file (defaults apply without one)")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
+    parser.add_argument("--no-access-log", action="store_true", help="do not log every request")
+    parser.add_argument("--log-level", default="info",
+                        choices=["critical", "error", "warning", "info", "debug"])
+    args = parser.parse_args(argv)
+    try:
+        config = StoreConfig.load(args.config)
+        run(config, host=args.host, port=args.port, access_log=not args.no_access_log,
+            log_level=args.log_level)
+    except ConfigError as exc:
+        print(f"enforce-sdk store: bad config: {exc}", file=sys.stderr)
+        return 2
+    except (InvalidInputError, StorageError) as exc:
+        print(f"enforce-sdk store: cannot open storage: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

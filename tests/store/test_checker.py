@@ -1,0 +1,107 @@
+"""LabelChecker: all-or-nothing validation with index and field, and status decisions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from enforce_sdk import Enforcement, LabelValidationError, SourceType
+from enforce_sdk.store._checker import LabelChecker, LabelRejectedError
+from enforce_sdk.store._config import StoreConfig
+from enforce_sdk.store._storage import LabelStatus
+
+
+def raw(entity: str = "pin:1", *, stype: str = "automated", enforcement: str = "block",
+        **extra: Any) -> dict[str, Any]:
+    return {
+        "entity": entity,
+        "source": {"system": "spam_model", "type": stype, "name": "v1"},
+        "enforcement": enforcement,
+        "reason": "spam",
+        "created_at": "2026-01-01T00:00:00Z",
+        **extra,
+    }
+
+
+CHECKER = LabelChecker(trusted_entities=["user:42", "domain:WWW.Partner.com"], max_metadata_bytes=64)
+
+
+def test_trusted_entities_are_canonicalised() -> None:
+    assert CHECKER.trusted_entities == {"user:42", "domain:partner.com"}
+    with pytest.raises(LabelValidationError, match="trusted entity"):
+        LabelChecker(trusted_entities=["no-kind"])
+
+
+def test_from_config_takes_limits_and_trusted_entities() -> None:
+    config = StoreConfig.from_dict({"limits": {"max_metadata_bytes": 10},
+                                    "checker": {"trusted_entities": ["user:7"]}})
+    checker = LabelChecker.from_config(config)
+    assert checker.trusted_entities == {"user:7"}
+    assert checker.max_metadata_bytes == 10
+
+
+def test_untrusted_automated_block_is_active() -> None:
+    (op,) = CHECKER.check([raw("pin:1")])
+    assert (op.status, op.decides_pending) == (LabelStatus.ACTIVE, False)
+
+
+def test_automated_negative_on_trusted_entity_is_pending() -> None:
+    (op,) = CHECKER.check([raw("domain:shop.partner.com", enforcement="limit")])
+    assert op.label.entity == "domain:partner.com"
+    assert (op.status, op.decides_pending) == (LabelStatus.PENDING, False)
+
+
+def test_automated_allow_on_trusted_entity_is_active() -> None:
+    (op,) = CHECKER.check([raw("user:42", enforcement="allow")])
+    assert op.status is LabelStatus.ACTIVE
+
+
+def test_human_label_decides_pending() -> None:
+    (op,) = CHECKER.check([raw("user:42", stype="human")])
+    assert (op.status, op.decides_pending) == (LabelStatus.ACTIVE, True)
+
+
+@given(
+    enforcement=st.sampled_from(list(Enforcement)),
+    stype=st.sampled_from(list(SourceType)),
+    trusted=st.booleans(),
+)
+def test_status_rule(enforcement: Enforcement, stype: SourceType, trusted: bool) -> None:
+    entity = "user:42" if trusted else "user:43"
+    (op,) = CHECKER.check([raw(entity, stype=stype.value, enforcement=enforcement.wire)])
+    held = stype is SourceType.AUTOMATED and trusted and enforcement >= Enforcement.LIMIT
+    assert op.status is (LabelStatus.PENDING if held else LabelStatus.ACTIVE)
+    assert op.decides_pending is (stype is SourceType.HUMAN)
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        (raw(enforcement="nuke"), "enforcement"),
+        (raw(confidence=1.5), "confidence"),
+        (raw(colour="red"), "label"),
+        (raw(entity="nokind"), "entity"),
+        ({**raw(), "source": "spam_model"}, "source"),
+        ("not an object", "label"),
+    ],
+)
+def test_bad_label_names_index_and_field(bad: object, field: str) -> None:
+    with pytest.raises(LabelRejectedError) as info:
+        CHECKER.check([raw("pin:1"), raw("pin:2"), bad])
+    assert info.value.index == 2
+    assert info.value.field == field
+    assert not info.value.too_large
+    assert str(info.value).startswith("label 2: ")
+
+
+def test_metadata_over_store_limit_is_too_large() -> None:
+    big = raw(metadata={"note": "x" * 100})
+    with pytest.raises(LabelRejectedError) as info:
+        CHECKER.check([raw(), big])
+    assert (info.value.index, info.value.field, info.value.too_large) == (1, "metadata", True)
+    assert "limit of 64 bytes" in str(info.value)
+    (op,) = CHECKER.check([raw(metadata={"note": "x" * 40})])
+    assert op.label.metadata["note"] == "x" * 40

@@ -1,0 +1,156 @@
+"""StoreConfig: defaults, full validation with key paths, token hashing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from enforce_sdk import ConfigError
+from enforce_sdk.store._config import DEFAULT_STORAGE_URL, Role, StoreConfig, hash_token
+
+DIGEST = "a" * 64
+
+
+def test_defaults_without_a_file() -> None:
+    config = StoreConfig.load(None)
+    assert config == StoreConfig()
+    assert config.storage.url == DEFAULT_STORAGE_URL
+    assert config.limits.max_body_bytes == 8 * 1024 * 1024
+    assert config.limits.max_batch_keys == 1000
+    assert config.limits.max_batch_labels == 1000
+    assert config.limits.max_metadata_bytes == 2048
+    assert config.limits.max_feed_page == 1000
+    assert config.limits.max_wait_seconds == 30
+    assert config.feed.retention_seconds == 604800
+    assert config.tokens == ()
+
+
+def test_full_document_loads(tmp_path: Path) -> None:
+    path = tmp_path / "store.toml"
+    path.write_text(
+        f"""
+[storage]
+url = "sqlite:///tmp/x/labels.db"
+[limits]
+max_body_bytes = 65536
+max_batch_keys = 10
+max_wait_seconds = 2.5
+[feed]
+retention_seconds = 3600
+prune_interval_seconds = 0.5
+[checker]
+trusted_entities = ["user:42", "domain:WWW.Partner.com"]
+[[tokens]]
+name = "review-tool"
+role = "writer"
+token_sha256 = "{DIGEST.upper()}"
+[[tokens]]
+name = "dev"
+role = "Admin"
+token = "plain-dev-token"
+"""
+    )
+    config = StoreConfig.load(path)
+    assert config.storage.url == "sqlite:///tmp/x/labels.db"
+    assert config.limits.max_body_bytes == 65536
+    assert config.limits.max_batch_keys == 10
+    assert config.limits.max_batch_labels == 1000  # untouched keys keep defaults
+    assert config.limits.max_wait_seconds == 2.5
+    assert config.feed.retention_seconds == 3600
+    assert config.feed.prune_interval_seconds == 0.5
+    assert config.checker.trusted_entities == {"user:42", "domain:partner.com"}
+    writer, admin = config.tokens
+    assert (writer.name, writer.role, writer.token_sha256) == ("review-tool", Role.WRITER, DIGEST)
+    assert (admin.name, admin.role, admin.token_sha256) == ("dev", Role.ADMIN,
+                                                            hash_token("plain-dev-token"))
+    assert "plain-dev-token" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("doc", "path", "fragment"),
+    [
+        ({"limits": {"max_body_bytes": "big"}}, "limits.max_body_bytes", "integer"),
+        ({"limits": {"max_batch_keys": 0}}, "limits.max_batch_keys", ">= 1"),
+        ({"limits": {"max_metadata_bytes": 10_000}}, "limits.max_metadata_bytes", "0..4096"),
+        ({"limits": {"max_batch_labels": True}}, "limits.max_batch_labels", "integer"),
+        ({"limits": {"bogus": 1}}, "limits.bogus", "unknown key"),
+        ({"feed": {"retention_seconds": 0}}, "feed.retention_seconds", "> 0"),
+        ({"feed": {"retention_seconds": float("nan")}}, "feed.retention_seconds", "finite"),
+        ({"feed": []}, "feed", "table"),
+        ({"storage": {"url": 5}}, "storage.url", "string"),
+        ({"storage": {"url": "labels.db"}}, "storage.url", "URL"),
+        ({"checker": {"trusted_entities": "user:1"}}, "checker.trusted_entities", "list"),
+        ({"checker": {"trusted_entities": ["user:1", "nokind"]}}, "checker.trusted_entities[1]",
+         "kind:id"),
+        ({"tokens": [{"name": "a", "role": "writer"}]}, "tokens[0].token_sha256", "exactly one"),
+        ({"tokens": [{"name": "a", "role": "god", "token_sha256": DIGEST}]}, "tokens[0].role",
+         "reader, writer, admin"),
+        ({"tokens": [{"role": "reader", "token_sha256": DIGEST}]}, "tokens[0].name", "required"),
+        ({"tokens": [{"name": "a", "role": "reader", "token_sha256": "xyz"}]},
+         "tokens[0].token_sha256", "64 hex"),
+        ({"tokens": [{"name": "a", "role": "reader", "token": "short"}]}, "tokens[0].token",
+         "8 characters"),
+        ({"tokens": [{"name": "a", "role": "reader", "token_sha256": DIGEST, "x": 1}]},
+         "tokens[0].x", "unknown key"),
+        ({"tokens": {"name": "a"}}, "tokens", "array of tables"),
+        ({"other": 1}, "other", "unknown key"),
+    ],
+)
+def test_invalid_values_name_the_key_path(doc: dict[str, Any], path: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        StoreConfig.from_dict(doc)
+    assert info.value.field == path
+    assert fragment in str(info.value)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    doc = {"limits": {"max_batch_keys": -1, "max_feed_page": "x"}, "feed": {"bogus": 1}}
+    with pytest.raises(ConfigError) as info:
+        StoreConfig.from_dict(doc)
+    message = str(info.value)
+    assert "3 problems" in message
+    for path in ("limits.max_batch_keys", "limits.max_feed_page", "feed.bogus"):
+        assert path in message
+
+
+def test_duplicate_token_names_and_secrets_are_rejected() -> None:
+    doc = {"tokens": [
+        {"name": "a", "role": "reader", "token": "secret-one"},
+        {"name": "a", "role": "reader", "token": "secret-two"},
+        {"name": "b", "role": "writer", "token_sha256": hash_token("secret-one")},
+    ]}
+    with pytest.raises(ConfigError) as info:
+        StoreConfig.from_dict(doc)
+    assert "tokens[1].name: duplicate token name 'a'" in str(info.value)
+    assert "tokens[2].token: the same token is configured twice" in str(info.value)
+
+
+def test_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        StoreConfig.load(tmp_path / "absent.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[limits\nmax_body_bytes = 1")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        StoreConfig.load(bad)
+
+
+def test_roles_are_ordered() -> None:
+    assert Role.READER < Role.WRITER < Role.ADMIN
+
+
+@given(st.integers(min_value=1, max_value=10**9), st.integers(min_value=0, max_value=4096))
+def test_valid_limits_round_trip(batch: int, meta: int) -> None:
+    config = StoreConfig.from_dict({"limits": {"max_batch_keys": batch, "max_metadata_bytes": meta}})
+    assert config.limits.max_batch_keys == batch
+    assert config.limits.max_metadata_bytes == meta
+
+
+@given(st.integers(max_value=0))
+def test_non_positive_batch_limits_are_rejected(value: int) -> None:
+    with pytest.raises(ConfigError) as info:
+        StoreConfig.from_dict({"limits": {"max_batch_labels": value}})
+    assert info.value.field == "limits.max_batch_labels"
