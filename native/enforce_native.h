@@ -1,0 +1,102 @@
+/*
+ * enforce_native: 64-bit key signatures, a cache-line-blocked bloom filter and
+ * its versioned snapshot format. See docs/native.md for the definitions.
+ *
+ * The block between CDEF BEGIN and CDEF END is read by native/build_native.py
+ * and handed to cffi, so it must stay plain declarations: no preprocessor
+ * conditionals, and every #define a single integer constant (cffi reads the
+ * values from the compiled C, never from Python).
+ *
+ * Thread safety: functions taking `const enf_bloom *` only read and may run
+ * concurrently with each other and with ONE writer (add / union / set_seq):
+ * bits are read and written as whole 64-bit words with relaxed atomics, and a
+ * writer only ever sets bits, so a reader sees each word either before or after
+ * an update, never a torn or cleared word. Two writers on one filter must be
+ * serialised by the caller (the Python wrapper holds a lock).
+ */
+#ifndef ENFORCE_NATIVE_H
+#define ENFORCE_NATIVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* CDEF BEGIN */
+#define ENF_HASH_ID 1
+#define ENF_SNAPSHOT_VERSION 1
+#define ENF_SNAPSHOT_HEADER_SIZE 64
+#define ENF_BLOCK_BYTES 64
+#define ENF_BLOCK_BITS 512
+#define ENF_MAX_K 16
+#define ENF_MAX_BLOCKS 17179869184
+#define ENF_DEFAULT_SEED 0
+
+#define ENF_OK 0
+#define ENF_ERR_NOMEM 1
+#define ENF_ERR_ARG 2
+#define ENF_ERR_MISMATCH 3
+#define ENF_ERR_BATCH 4
+#define ENF_ERR_TOO_LARGE 5
+#define ENF_ERR_SNAP_TRUNCATED 10
+#define ENF_ERR_SNAP_MAGIC 11
+#define ENF_ERR_SNAP_VERSION 12
+#define ENF_ERR_SNAP_HEADER 13
+#define ENF_ERR_SNAP_PARAMS 14
+#define ENF_ERR_SNAP_BODY 15
+#define ENF_ERR_SNAP_TRAILING 16
+#define ENF_ERR_SNAP_HASH 17
+
+typedef struct enf_bloom enf_bloom;
+
+/* A static English description of an ENF_* code (never NULL). */
+const char *enf_strerror(int code);
+
+/* The name of a hash id ("sig64-v1" for ENF_HASH_ID), "unknown" otherwise. */
+const char *enf_hash_name(uint32_t hash_id);
+/* The signature hash ("sig64 v1", hash id ENF_HASH_ID) of `len` bytes. */
+uint64_t enf_sig64(const char *data, size_t len, uint64_t seed);
+/* Signatures of `count` keys separated by '\n' in buf[0:len] into out[count].
+ * ENF_ERR_BATCH if the buffer holds a different number of keys. */
+int enf_sig64_lines(const char *buf, size_t len, size_t count, uint64_t seed, uint64_t *out);
+/* CRC32C (Castagnoli), continuing from `crc` (0 to start). */
+uint32_t enf_crc32c(uint32_t crc, const char *data, size_t len);
+/* The table-driven CRC32C used where the CPU has no CRC instruction (for tests). */
+uint32_t enf_crc32c_portable(uint32_t crc, const char *data, size_t len);
+
+/* Smallest (blocks, k) whose blocked-filter FP rate for `keys` keys is <= fp. */
+int enf_bloom_plan(uint64_t keys, double fp, uint64_t *blocks_out, uint32_t *k_out);
+/* Expected FP rate of a filter of `blocks` blocks and `k` bits per key holding `keys` keys. */
+double enf_bloom_model_fp(uint64_t blocks, uint32_t k, uint64_t keys);
+
+int enf_bloom_new(uint64_t blocks, uint32_t k, uint64_t seed, enf_bloom **out);
+int enf_bloom_copy(const enf_bloom *src, enf_bloom **out);
+void enf_bloom_free(enf_bloom *b);
+uint64_t enf_bloom_blocks(const enf_bloom *b);
+uint32_t enf_bloom_k(const enf_bloom *b);
+uint64_t enf_bloom_seed(const enf_bloom *b);
+uint64_t enf_bloom_key_count(const enf_bloom *b);
+uint64_t enf_bloom_seq(const enf_bloom *b);
+void enf_bloom_set_seq(enf_bloom *b, uint64_t seq);
+/* FP rate of a random absent key given the bits actually set (exact per block). */
+double enf_bloom_fill_fp(const enf_bloom *b);
+
+/* Add: 1 if the key set at least one new bit (it is counted), 0 if not. */
+int enf_bloom_add_key(enf_bloom *b, const char *key, size_t len);
+int enf_bloom_contains_key(const enf_bloom *b, const char *key, size_t len);
+int enf_bloom_add_sig(enf_bloom *b, uint64_t sig);
+int enf_bloom_contains_sig(const enf_bloom *b, uint64_t sig);
+/* Membership of `count` '\n'-separated keys; ENF_ERR_BATCH on a count mismatch. */
+int enf_bloom_contains_lines(const enf_bloom *b, const char *buf, size_t len, size_t count,
+                             uint8_t *out);
+void enf_bloom_add_sigs(enf_bloom *b, const uint64_t *sigs, size_t n);
+void enf_bloom_contains_sigs(const enf_bloom *b, const uint64_t *sigs, size_t n, uint8_t *out);
+/* dst |= src; ENF_ERR_MISMATCH unless blocks, k and seed are equal. */
+int enf_bloom_union(enf_bloom *dst, const enf_bloom *src);
+
+size_t enf_snapshot_size(const enf_bloom *b);
+/* Write the whole snapshot into out[cap]; cap must be >= enf_snapshot_size(b). */
+int enf_snapshot_write(const enf_bloom *b, uint8_t *out, size_t cap);
+/* Validate a whole snapshot and build a filter from it; nothing is built on error. */
+int enf_snapshot_read(const char *buf, size_t len, enf_bloom **out);
+/* CDEF END */
+
+#endif

@@ -1,0 +1,41 @@
+"""Build hook for the native extension; all other metadata lives in pyproject.toml.
+
+cffi (API mode) generates and compiles `enforce_sdk._enforce_native` from native/.
+A missing or failing C compiler stops the build with one clear message instead
+of a compiler traceback.
+"""
+
+import shutil
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+_NO_COMPILER = (
+    "enforce-sdk needs a C compiler (C11, e.g. gcc or clang) to build its native extension "
+    "enforce_sdk._enforce_native{detail}. Install one (Debian/Ubuntu: apt-get install "
+    "build-essential python3-dev; macOS: xcode-select --install) and retry."
+)
+
+
+class BuildNative(build_ext):
+    """build_ext that reports a missing compiler plainly."""
+
+    def build_extension(self, ext):  # type: ignore[no-untyped-def]
+        command = getattr(self.compiler, "compiler_so", None)
+        if command and shutil.which(command[0]) is None:
+            raise SystemExit(_NO_COMPILER.format(detail=f" ({command[0]!r} not found)"))
+        try:
+            super().build_extension(ext)
+        except Exception as exc:
+            if type(exc).__name__ in {"CompileError", "LinkError", "DistutilsExecError"}:
+                raise SystemExit(
+                    f"building enforce_sdk._enforce_native failed: {exc}\n"
+                    + _NO_COMPILER.format(detail="")
+                ) from exc
+            raise
+
+
+setup(
+    cffi_modules=["native/build_native.py:ffibuilder"],
+    cmdclass={"build_ext": BuildNative},
+)
