@@ -1,0 +1,523 @@
+"""Bulk import of labels: read a JSONL or msgpack stream, send it in chunks, checkpoint.
+
+The unit of work is the *chunk*: `chunk_size` consecutive records of the input.
+A chunk is one `POST /v1/labels`, which the store applies all-or-nothing, so a
+chunk is either entirely stored or entirely absent, whatever happens.
+
+- Idempotent: the store treats an identical label as a no-op, so sending a
+  chunk twice (a retry, a re-run) changes nothing.
+- Rejections: if any record of a chunk fails validation (here, before sending,
+  or in the store), the whole chunk is rejected and reported with every reason
+  found; the import goes on with the next chunk, or stops there with `strict`.
+- Resumable: after each chunk the checkpoint file records how many records are
+  done and a SHA-256 of their bytes. Resuming skips that many records after
+  checking the digest (so a different input is refused, not half-imported).
+  Without `strict` a rejected chunk counts as done (it is in the report); with
+  `strict` it does not, so a resume after fixing it sends it again.
+
+Everything here is independent of click, so tests drive it directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Literal, Protocol, cast
+
+import msgpack
+
+from .._errors import InvalidInputError, StoreError, StoreResponseError, StoreUnavailableError
+from .._model import SCHEMA_VERSION, Label
+
+InputFormat = Literal["jsonl", "msgpack"]
+DEFAULT_CHUNK_SIZE = 500
+CHECKPOINT_KIND = "enforce-sdk-import-checkpoint"
+CHECKPOINT_VERSION = 1
+MAX_REPORTED_REJECTIONS = 100  # kept in the checkpoint and summary; counts stay exact
+MAX_REASONS_PER_CHUNK = 20
+_READ_BLOCK = 1 << 16
+_RETRY_STATUSES = frozenset({500, 502, 503, 504})
+_REJECT_STATUSES = frozenset({400, 413, 422})
+
+
+class ImportAbortedError(InvalidInputError):
+    """The import cannot go on: unreadable input, a foreign checkpoint, a store that is gone."""
+
+
+class WriteResultLike(Protocol):
+    @property
+    def outcome(self) -> object: ...
+
+
+class LabelSink(Protocol):
+    """Where chunks go: `LabelStoreClient` in production, a fake in unit tests."""
+
+    def put(self, labels: Sequence[Label]) -> Sequence[WriteResultLike]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One input record: where it was (line or record number), its bytes, its value."""
+
+    position: int
+    raw: bytes
+    value: object = None  # decoded msgpack object; JSON lines are decoded on use
+
+
+@dataclass(slots=True)
+class Rejection:
+    """A chunk the import did not store, and why."""
+
+    chunk: int
+    first: int  # position of its first record
+    last: int
+    labels: int  # records in the chunk
+    reasons: list[str]
+
+
+@dataclass(slots=True)
+class ImportSummary:
+    """Totals over the whole import, including the part done before a resume."""
+
+    records: int = 0
+    chunks: int = 0
+    written: int = 0
+    noop: int = 0
+    pending: int = 0
+    rejected: int = 0
+    rejected_chunks: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+    resumed_after: int = 0  # records skipped because the checkpoint had them
+    complete: bool = False
+    stopped: str | None = None  # why the import stopped early, if it did
+
+    def record_rejection(self, rejection: Rejection) -> None:
+        self.rejected += rejection.labels
+        self.rejected_chunks += 1
+        if len(self.rejections) < MAX_REPORTED_REJECTIONS:
+            self.rejections.append(rejection)
+
+    @property
+    def exit_code(self) -> int:
+        if self.stopped is not None and self.rejected == 0:
+            return 2
+        return 1 if self.rejected else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ImportSummary:
+        rejections = [Rejection(**r) for r in data.get("rejections", [])]
+        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        fields["rejections"] = rejections
+        return cls(**fields)
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+def detect_format(head: bytes) -> InputFormat:
+    """Tell JSONL from a msgpack stream by the first significant byte."""
+    stripped = head.lstrip(b" \t\r\n\xef\xbb\xbf")
+    if not stripped:
+        return "jsonl"
+    first = stripped[0]
+    if first == ord("{"):
+        return "jsonl"
+    if 0x80 <= first <= 0x8F or first in (0xDE, 0xDF):
+        return "msgpack"
+    raise ImportAbortedError(
+        f"cannot tell the input format from its first byte {first:#04x}: "
+        "expected a JSON object per line or a stream of msgpack maps (use --format)",
+        field="input",
+    )
+
+
+def read_records(stream: BinaryIO, fmt: InputFormat | None = None) -> Iterator[Record]:
+    """Yield the records of a JSONL or msgpack stream (format detected if not given)."""
+    if not hasattr(stream, "peek"):  # e.g. BytesIO: give it a buffer that can look ahead
+        stream = io.BufferedReader(cast(io.RawIOBase, stream))
+    head = _peek(stream)
+    if fmt is None:
+        fmt = detect_format(head)
+    if fmt == "jsonl":
+        return _jsonl_records(stream)
+    return _msgpack_records(stream)
+
+
+def _peek(stream: BinaryIO) -> bytes:
+    peek = getattr(stream, "peek", None)
+    if peek is not None:
+        data: bytes = peek(64)
+        return data[:64]
+    raise ImportAbortedError("input stream must be buffered (io.BufferedReader)", field="input")
+
+
+def _jsonl_records(stream: BinaryIO) -> Iterator[Record]:
+    for number, line in enumerate(stream, start=1):
+        if line.strip():
+            yield Record(number, line)
+
+
+def _msgpack_records(stream: BinaryIO) -> Iterator[Record]:
+    unpacker = msgpack.Unpacker(raw=False, timestamp=3, strict_map_key=True,
+                                max_buffer_size=64 << 20)
+    buffer = bytearray()
+    base = 0  # stream offset of buffer[0]
+    number = 0
+    while True:
+        block = stream.read(_READ_BLOCK)
+        if block:
+            unpacker.feed(block)
+            buffer += block
+        while True:
+            try:
+                value = unpacker.unpack()
+            except msgpack.OutOfData:
+                break
+            except Exception as exc:  # msgpack raises assorted types on malformed data
+                raise ImportAbortedError(
+                    f"record {number + 1}: malformed msgpack near byte {base}: {exc}",
+                    field="input",
+                ) from exc
+            number += 1
+            end = unpacker.tell()
+            raw = bytes(buffer[: end - base])
+            del buffer[: end - base]
+            base = end
+            yield Record(number, raw, value)
+        if not block:
+            if buffer:
+                raise ImportAbortedError(
+                    f"input ends inside a msgpack record ({len(buffer)} trailing bytes)",
+                    field="input",
+                )
+            return
+
+
+def parse_label(record: Record) -> Label:
+    """The label a record holds; raises InvalidInputError naming what is wrong."""
+    value = record.value
+    if value is None:
+        try:
+            value = json.loads(record.raw)
+        except ValueError as exc:
+            raise InvalidInputError(f"not valid JSON: {exc}", field="label") from exc
+    if isinstance(value, dict) and "schema" in value:
+        if value["schema"] != SCHEMA_VERSION:
+            raise InvalidInputError(
+                f"unsupported schema version {value['schema']!r} (this build speaks "
+                f"{SCHEMA_VERSION})", field="schema",
+            )
+        value = {k: v for k, v in value.items() if k != "schema"}
+    return Label.from_dict(value)
+
+
+def chunked(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    chunk: list[Record] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+# -- checkpoint ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Checkpoint:
+    """What the import has finished: records and chunks done, a digest of their bytes."""
+
+    input: str
+    chunk_size: int
+    records_done: int = 0
+    chunks_done: int = 0
+    sha256: str = hashlib.sha256().hexdigest()
+    summary: ImportSummary = field(default_factory=ImportSummary)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": CHECKPOINT_KIND,
+            "version": CHECKPOINT_VERSION,
+            "input": self.input,
+            "chunk_size": self.chunk_size,
+            "records_done": self.records_done,
+            "chunks_done": self.chunks_done,
+            "sha256": self.sha256,
+            "summary": self.summary.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: object, path: Path) -> Checkpoint:
+        if (not isinstance(data, dict) or data.get("kind") != CHECKPOINT_KIND
+                or data.get("version") != CHECKPOINT_VERSION):
+            raise ImportAbortedError(f"{path} is not an import checkpoint of this version",
+                                     field="checkpoint")
+        try:
+            return cls(
+                input=str(data["input"]),
+                chunk_size=int(data["chunk_size"]),
+                records_done=int(data["records_done"]),
+                chunks_done=int(data["chunks_done"]),
+                sha256=str(data["sha256"]),
+                summary=ImportSummary.from_dict(data["summary"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ImportAbortedError(f"{path} is a damaged checkpoint: {exc}",
+                                     field="checkpoint") from exc
+
+
+class CheckpointFile:
+    """A checkpoint on disk, replaced atomically (write, fsync, rename) after each chunk."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def load(self) -> Checkpoint | None:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ImportAbortedError(f"{self.path} is not valid JSON: {exc}",
+                                     field="checkpoint") from exc
+        return Checkpoint.from_dict(data, self.path)
+
+    def save(self, checkpoint: Checkpoint) -> None:
+        directory = self.path.parent
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(checkpoint.to_dict(), out, indent=1)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+
+# -- the import ---------------------------------------------------------------------------
+
+
+ProgressHook = Callable[[int, int], None]
+"""Called after each chunk with (records in the chunk, bytes in the chunk)."""
+
+
+@dataclass(slots=True)
+class LabelImporter:
+    """Sends records to a sink chunk by chunk, keeping the checkpoint and the summary."""
+
+    sink: LabelSink
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    strict: bool = False
+    retries: int = 3
+    backoff: float = 0.5
+    sleep: Callable[[float], None] = time.sleep
+    on_chunk: ProgressHook | None = None
+
+    def run(
+        self,
+        records: Iterable[Record],
+        *,
+        input_name: str,
+        checkpoint_file: CheckpointFile | None = None,
+        resume: bool = False,
+    ) -> ImportSummary:
+        """Import `records`; resume from `checkpoint_file` if asked and present."""
+        if self.chunk_size < 1:
+            raise InvalidInputError(f"must be >= 1, got {self.chunk_size}", field="chunk_size")
+        state = Checkpoint(input=input_name, chunk_size=self.chunk_size)
+        previous = checkpoint_file.load() if (resume and checkpoint_file) else None
+        hasher = hashlib.sha256()
+        iterator = iter(records)
+        if previous is not None:
+            if previous.chunk_size != self.chunk_size:
+                raise ImportAbortedError(
+                    f"the checkpoint was written with chunk size {previous.chunk_size}, "
+                    f"not {self.chunk_size}; pass --chunk-size {previous.chunk_size}",
+                    field="chunk_size",
+                )
+            self._skip(iterator, previous, hasher)
+            state = previous
+            state.input = input_name
+            state.summary.resumed_after = previous.records_done
+            state.summary.complete = False
+            state.summary.stopped = None
+        summary = state.summary
+        for chunk in chunked(iterator, self.chunk_size):
+            index = state.chunks_done
+            try:
+                rejection = self._send(chunk, index, summary)
+            except StoreError as exc:
+                summary.stopped = f"{type(exc).__name__}: {exc}"
+                self._save(checkpoint_file, state)
+                raise
+            if rejection is not None and self.strict:
+                # Not done: the checkpoint stays before this chunk, so a resume re-sends it.
+                self._save(checkpoint_file, state)
+                summary.record_rejection(rejection)
+                summary.stopped = f"chunk {index} rejected (strict)"
+                return summary
+            if rejection is not None:
+                summary.record_rejection(rejection)
+            for record in chunk:
+                hasher.update(record.raw)
+            state.records_done += len(chunk)
+            state.chunks_done += 1
+            state.sha256 = hasher.hexdigest()
+            summary.records = state.records_done
+            summary.chunks = state.chunks_done
+            self._save(checkpoint_file, state)
+            if self.on_chunk is not None:
+                self.on_chunk(len(chunk), sum(len(r.raw) for r in chunk))
+        summary.complete = True
+        self._save(checkpoint_file, state)
+        return summary
+
+    def _skip(self, iterator: Iterator[Record], previous: Checkpoint, hasher: Any) -> None:
+        skipped = 0
+        skipped_bytes = 0
+        while skipped < previous.records_done:
+            record = next(iterator, None)
+            if record is None:
+                break
+            hasher.update(record.raw)
+            skipped += 1
+            skipped_bytes += len(record.raw)
+        if skipped < previous.records_done or hasher.hexdigest() != previous.sha256:
+            raise ImportAbortedError(
+                f"the input differs from the one the checkpoint was written for "
+                f"(its first {previous.records_done} records do not match); "
+                "start over without --resume",
+                field="checkpoint",
+            )
+        if self.on_chunk is not None and skipped:
+            self.on_chunk(skipped, skipped_bytes)
+
+    def _send(self, chunk: list[Record], index: int, summary: ImportSummary) -> Rejection | None:
+        """Store one chunk and count its outcomes; or say why it was rejected."""
+        labels: list[Label] = []
+        reasons: list[str] = []
+        invalid = 0
+        for record in chunk:
+            try:
+                labels.append(parse_label(record))
+            except InvalidInputError as exc:
+                invalid += 1
+                if invalid <= MAX_REASONS_PER_CHUNK:
+                    reasons.append(f"{_where(record)}: {exc}")
+        if invalid > MAX_REASONS_PER_CHUNK:
+            reasons.append(f"... and {invalid - MAX_REASONS_PER_CHUNK} more invalid records")
+        if reasons:
+            return _rejection(chunk, index, reasons)
+        try:
+            results = self._put_with_retries(labels)
+        except StoreResponseError as exc:
+            if exc.status not in _REJECT_STATUSES:
+                raise
+            detail = exc.detail if isinstance(exc.detail, dict) else {}
+            if exc.status == 413 and detail.get("field") in ("labels", "body"):
+                # The chunk itself is too big for this store: every chunk would be refused.
+                raise ImportAbortedError(
+                    f"the store refuses chunks of {len(chunk)} labels "
+                    f"({detail.get('message', exc)}); use a smaller --chunk-size",
+                    field="chunk_size",
+                ) from exc
+            reasons.append(_store_reason(exc, chunk))
+            return _rejection(chunk, index, reasons)
+        for result in results:
+            outcome = str(getattr(result.outcome, "value", result.outcome))
+            if outcome == "written":
+                summary.written += 1
+            elif outcome == "pending":
+                summary.pending += 1
+            else:
+                summary.noop += 1
+        return None
+
+    def _put_with_retries(self, labels: list[Label]) -> Sequence[WriteResultLike]:
+        attempt = 0
+        while True:
+            try:
+                return self.sink.put(labels)
+            except StoreUnavailableError:
+                if attempt >= self.retries:
+                    raise
+            except StoreResponseError as exc:
+                if exc.status not in _RETRY_STATUSES or attempt >= self.retries:
+                    raise
+            # Re-sending is safe: the store turns an identical label into a no-op.
+            self.sleep(min(self.backoff * (2**attempt), 10.0))
+            attempt += 1
+
+    @staticmethod
+    def _save(checkpoint_file: CheckpointFile | None, state: Checkpoint) -> None:
+        if checkpoint_file is not None:
+            checkpoint_file.save(state)
+
+
+def _where(record: Record) -> str:
+    return f"{'record' if record.value is not None else 'line'} {record.position}"
+
+
+def _rejection(chunk: list[Record], index: int, reasons: list[str]) -> Rejection:
+    return Rejection(chunk=index, first=chunk[0].position, last=chunk[-1].position,
+                     labels=len(chunk), reasons=reasons)
+
+
+def _store_reason(exc: StoreResponseError, chunk: list[Record]) -> str:
+    detail = exc.detail if isinstance(exc.detail, dict) else {"message": str(exc.detail)}
+    message = str(detail.get("message") or detail.get("error") or exc)
+    field_name = detail.get("field")
+    index = detail.get("index")
+    where = "store"
+    if isinstance(index, int) and 0 <= index < len(chunk):
+        where = _where(chunk[index])
+    text = f"{field_name}: {message}" if field_name else message
+    return f"{where}: {text} (store answered {exc.status})"
+
+
+def format_summary(summary: ImportSummary, *, input_name: str, max_reasons: int = 20) -> str:
+    """The human summary printed at the end of an import."""
+    lines = [f"import of {input_name}: {'complete' if summary.complete else 'NOT complete'}"]
+    if summary.resumed_after:
+        lines.append(f"  resumed after:  {summary.resumed_after} records")
+    lines += [
+        f"  records:        {summary.records} in {summary.chunks} chunks",
+        f"  written:        {summary.written}",
+        f"  no-op:          {summary.noop}",
+        f"  pending review: {summary.pending}",
+        f"  rejected:       {summary.rejected} in {summary.rejected_chunks} chunks",
+    ]
+    shown = 0
+    for rejection in summary.rejections:
+        lines.append(f"    chunk {rejection.chunk} (records at {rejection.first}..{rejection.last}, "
+                     f"{rejection.labels} labels not stored):")
+        for reason in rejection.reasons:
+            if shown >= max_reasons:
+                break
+            lines.append(f"      {reason}")
+            shown += 1
+    total = sum(len(r.reasons) for r in summary.rejections)
+    if total > shown:
+        lines.append(f"      ... and {total - shown} more reasons (see the checkpoint file)")
+    if summary.stopped:
+        lines.append(f"  stopped:        {summary.stopped}")
+    return "\n".join(lines)

@@ -1,0 +1,48 @@
+"""`enforce-sdk serve`: run the Label Store on a config file (embedded SQLite by default)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import click
+
+from ._common import EXIT_USAGE, CliError, translate_errors
+
+
+@click.command()
+@click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+    envvar="ENFORCE_STORE_CONFIG", default=None,
+    help="Store config (TOML). Without one: defaults, SQLite in ./var/labels.db, no tokens. "
+    "(env ENFORCE_STORE_CONFIG)",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              help="Port to listen on (0 picks a free one; the listening line names it).")
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="SQLite database file to serve, overriding the config's storage.url.")
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+              default="info", show_default=True)
+@click.option("--access-log/--no-access-log", default=True, show_default=True,
+              help="Log every request.")
+def serve(config_path: Path | None, host: str, port: int, db: Path | None, log_level: str,
+          access_log: bool) -> None:
+    """Run the Label Store until Ctrl-C / SIGTERM (graceful: in-flight requests finish)."""
+    from ..store._config import StorageSection, StoreConfig
+    from ..store._server import run
+
+    with translate_errors():
+        config = StoreConfig.load(config_path)
+        if db is not None:
+            url = f"sqlite:///{db.resolve()}"
+            config = dataclasses.replace(config, storage=StorageSection(url=url))
+        if not config.tokens:
+            click.echo("warning: no [[tokens]] configured: every /v1 request will be refused "
+                       "(401); see docs/security.md", err=True)
+        try:
+            run(config, host=host, port=port, access_log=access_log, log_level=log_level)
+        except SystemExit as exc:  # uvicorn exits when it cannot bind or start
+            if exc.code not in (0, None):
+                raise CliError(f"the store could not start on {host}:{port} "
+                               "(see the log above)", EXIT_USAGE) from exc
