@@ -1,0 +1,105 @@
+"""Scale-out: several stateless Label Store processes in front of one Redis Cluster.
+
+Each process is `python -m enforce_sdk.store` with its own config (and tokens)
+naming the same cluster and namespace. A client of any of them must see the
+same labels, history and change feed, whichever process took the write.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from enforce_sdk._model import Enforcement, Label, Source, SourceType
+from enforce_sdk._store_client import ChangesPage, LabelStoreClient
+from enforce_sdk.store._storage import Action, Outcome
+from tests.contract._labels import T0
+from tests.fixtures.redis_cluster import ClusterHarness, drop_namespace
+from tests.fixtures.store_server import StoreServerProcess, StoreServerStartError
+
+MODEL = Source("spam_model", SourceType.AUTOMATED, "v3")
+REVIEW = Source("review_tool", SourceType.HUMAN, "queue_a")
+
+
+@pytest.fixture
+def two_stores(tmp_path: Path, redis_cluster: ClusterHarness) -> Iterator[
+        tuple[StoreServerProcess, StoreServerProcess]]:
+    """Processes A and B serving one namespace of the session cluster."""
+    namespace = "so" + uuid.uuid4().hex[:10]
+    url = f"{redis_cluster.url}?namespace={namespace}"
+    stores = [StoreServerProcess(tmp_path / name, sections={"storage": {"url": url}})
+              for name in ("a", "b")]
+    try:
+        for store in stores:
+            try:
+                store.start()
+            except StoreServerStartError as exc:
+                pytest.fail(f"Label Store on Redis Cluster did not start: {exc}")
+        yield stores[0], stores[1]
+    finally:
+        for store in stores:
+            store.kill()
+        drop_namespace(redis_cluster.startup_nodes, namespace)
+
+
+def client(store: StoreServerProcess, role: str) -> LabelStoreClient:
+    return LabelStoreClient(store.url, token=store.tokens[role], timeout=10.0)
+
+
+def lbl(entity: str, source: Source = MODEL, reason: str = "spam") -> Label:
+    return Label(entity, source, Enforcement.BLOCK, reason, T0)
+
+
+def test_a_write_through_one_process_is_read_through_another(
+    two_stores: tuple[StoreServerProcess, StoreServerProcess],
+) -> None:
+    a, b = two_stores
+    with client(a, "writer") as write_a, client(b, "reader") as read_b, \
+            client(b, "writer") as write_b, client(a, "reader") as read_a:
+        entities = [f"pin:{i}" for i in range(30)]
+        results = write_a.put([lbl(e) for e in entities])
+        assert [r.outcome for r in results] == [Outcome.WRITTEN] * len(entities)
+        seen = read_b.query(entities)
+        assert sorted(seen.labels) == sorted(entities)
+        assert seen.labels["pin:7"] == [lbl("pin:7")]
+        assert seen.head == len(entities)
+        # And the other way round: the same write again through B is a no-op.
+        assert [r.outcome for r in write_b.put([lbl("pin:7")])] == [Outcome.NOOP]
+        assert write_b.delete("pin:7", MODEL) == Outcome.DELETED
+        assert "pin:7" not in read_a.query(["pin:7"]).labels
+        assert [e.action for e in read_a.history("pin:7").events] == [Action.DELETE, Action.PUT]
+        assert [e.actor for e in read_a.history("pin:7").events] == ["test-writer"] * 2
+
+
+def test_the_change_feed_followed_through_another_process(
+    two_stores: tuple[StoreServerProcess, StoreServerProcess],
+) -> None:
+    a, b = two_stores
+    with client(a, "writer") as write_a, client(b, "reader") as follow_b:
+        write_a.put([lbl(f"pin:{i}") for i in range(5)])
+        page = follow_b.changes(0)
+        assert [c.seq for c in page.changes] == [1, 2, 3, 4, 5]
+        assert [c.entity for c in page.changes] == [f"pin:{i}" for i in range(5)]
+        assert all(c.labeled for c in page.changes) and page.head == 5
+
+        # A long-poll held by B answers when A commits a write.
+        got: list[ChangesPage] = []
+        poll = threading.Thread(target=lambda: got.append(follow_b.changes(page.next, wait=8)))
+        poll.start()
+        write_a.put([lbl("pin:99", REVIEW, reason="hate")])
+        poll.join(15)
+        assert got, "long-poll did not answer"
+        assert [(c.seq, c.entity, c.action) for c in got[0].changes] == [
+            (6, "pin:99", Action.PUT)]
+
+        # Writes interleaved through A and B form one gap-free, ordered feed.
+        with client(b, "writer") as write_b:
+            for i in range(10):
+                (write_a if i % 2 else write_b).put([lbl(f"user:{i}")])
+        feed = follow_b.changes(got[0].next)
+        assert [c.seq for c in feed.changes] == list(range(7, 17))
+        assert [c.entity for c in feed.changes] == [f"user:{i}" for i in range(10)]
