@@ -71,6 +71,10 @@ class LabelCache:
         with self._lock:
             self._trim()
 
+    def after_fork(self) -> None:
+        """In a forked child: a new lock (another thread of the parent may have held it)."""
+        self._lock = threading.Lock()
+
     def __len__(self) -> int:
         return len(self._entries)
 

@@ -1,10 +1,14 @@
-"""Fetching cache misses from the store: single flight across threads, one round trip per call.
+"""Fetching cache misses from the store across threads: single flight, coalesced, bounded.
 
-Concurrent callers missing the same key share one fetch: the first caller to
-claim a key fetches it (together with all its other unclaimed misses, in one
-request chunked only by the store's batch limit); later callers wait on that
-fetch's future, bounded by a deadline. Results land in the cache before the
-futures resolve, so a waiter can also read them from there.
+Concurrent callers missing the same key share one fetch, and misses of
+different callers are merged into batched reads (see _coalesce for the rules:
+no wait when nothing is in flight, a short window otherwise, at most
+`max_in_flight` requests at once). There is no background thread: the calling
+threads send the batches themselves. A caller whose keys still wait unsent
+sends the next batch when it is due and a slot is free (that batch may carry
+other callers' keys, oldest first); otherwise it sleeps on a condition that
+every finished request signals. Results land in the cache before the futures
+resolve. Every wait is bounded by `wait_timeout`.
 """
 
 from __future__ import annotations
@@ -13,13 +17,27 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import wait as wait_futures
 from typing import Protocol
 
-from ._cache import LabelCache, Labels
-from ._errors import EnforceError, StoreResponseError, StoreUnavailableError
+from ._cache import LabelCache
+from ._coalesce import (
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_WINDOW,
+    BatchQueue,
+    FetchOutcome,
+    Result,
+    retry_delay,
+    round_begins,
+    round_failed,
+    round_succeeded,
+    timed_out,
+)
+from ._errors import EnforceError, StoreUnavailableError
 from ._model import Label
 from ._stats import Stats
+
+__all__ = ["FetchMany", "FetchOutcome", "LabelReader", "SingleFlightFetcher"]
 
 FetchMany = Callable[[list[str]], Mapping[str, Sequence[Label]]]
 
@@ -32,18 +50,8 @@ class LabelReader(Protocol):
     def close(self) -> None: ...
 
 
-class FetchOutcome:
-    """Labels per fetched key, plus the error that kept any key from being fetched."""
-
-    __slots__ = ("error", "labels")
-
-    def __init__(self) -> None:
-        self.labels: dict[str, Labels] = {}
-        self.error: EnforceError | None = None
-
-
 class SingleFlightFetcher:
-    """Thread-safe fetch of cache misses with per-key single flight."""
+    """Thread-safe fetch of cache misses: per-key single flight, coalesced batches, bounded."""
 
     def __init__(
         self,
@@ -56,97 +64,107 @@ class SingleFlightFetcher:
         retries: int = 0,
         retry_backoff: float = 0.0,
         sleep: Callable[[float], None] = time.sleep,
+        window: float = DEFAULT_WINDOW,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._fetch_many = fetch_many
         self._cache = cache
         self._stats = stats
-        self.max_batch_keys = max_batch_keys
         self.wait_timeout = wait_timeout
         self.retries = retries
         self.retry_backoff = retry_backoff
         self._sleep = sleep
-        self._lock = threading.Lock()
-        self._inflight: dict[str, Future[Labels]] = {}
+        self._clock = clock
+        self._queue: BatchQueue[Future[Result]] = BatchQueue(
+            max_batch_keys=max_batch_keys, max_in_flight=max_in_flight, window=window, clock=clock
+        )
+        self._lock = threading.Condition(threading.Lock())
 
-    def after_fork(self) -> None:
-        """In a forked child: drop futures and the lock another thread may have held."""
-        self._lock = threading.Lock()
-        self._inflight = {}
+    @property
+    def max_batch_keys(self) -> int:
+        return self._queue.max_batch_keys
+
+    @max_batch_keys.setter
+    def max_batch_keys(self, value: int) -> None:
+        self._queue.max_batch_keys = value
+
+    def in_flight(self) -> tuple[int, int]:
+        """(store requests in flight, keys waiting unsent): for tests and introspection."""
+        with self._lock:
+            return self._queue.in_flight, len(self._queue.pending)
+
+    def after_fork(self, fetch_many: FetchMany | None = None) -> None:
+        """In a forked child: drop the parent's waiters and a lock another thread may have held."""
+        self._lock = threading.Condition(threading.Lock())
+        self._queue.reset()
+        if fetch_many is not None:
+            self._fetch_many = fetch_many
 
     def fetch(self, keys: Sequence[str]) -> FetchOutcome:
         """Fetch labels of `keys` (canonical, distinct), filling the cache."""
-        out = FetchOutcome()
-        mine: list[str] = []
-        theirs: list[tuple[str, Future[Labels]]] = []
+        deadline = self._clock() + self.wait_timeout
         with self._lock:
-            for key in keys:
-                fut = self._inflight.get(key)
-                if fut is None:
-                    self._inflight[key] = Future()
-                    mine.append(key)
-                else:
-                    theirs.append((key, fut))
-        if mine:
-            self._fetch_own(mine, out)
+            mine, theirs = self._queue.claim(keys, Future)
         if theirs:
             self._stats.coalesced_waits += len(theirs)
-            for key, fut in theirs:
-                try:
-                    out.labels[key] = fut.result(timeout=self.wait_timeout)
-                except FutureTimeout:
-                    out.error = out.error or StoreUnavailableError(
-                        f"timed out after {self.wait_timeout:g}s waiting for a concurrent fetch"
-                    )
-                except EnforceError as exc:
-                    out.error = out.error or exc
+        waits = mine + theirs
+        self._send_while_pending([key for key, _ in waits], deadline)
+        futures = {fut for _, fut in waits}
+        wait_futures(futures, timeout=max(0.0, deadline - self._clock()))
+        out = FetchOutcome()
+        for key, fut in waits:
+            out.add(key, fut.result() if fut.done() else timed_out(self.wait_timeout))
         return out
 
-    def _fetch_with_retries(self, chunk: list[str]) -> Mapping[str, Sequence[Label]]:
-        """One store read; transport failures and 5xx answers are retried with backoff."""
+    def _send_while_pending(self, keys: list[str], deadline: float) -> None:
+        """Send due batches until none of `keys` waits unsent (or the deadline passes)."""
+        lock, queue = self._lock, self._queue
+        while True:
+            with lock:
+                while True:
+                    keys = [key for key in keys if key in queue.pending]
+                    if not keys:
+                        return
+                    now = self._clock()
+                    if queue.ready(now):
+                        batch = queue.take()
+                        break
+                    if now >= deadline:
+                        return  # the futures stay unresolved here: fetch() reports a timeout
+                    delay = queue.delay(now)
+                    lock.wait(deadline - now if delay is None else min(delay, deadline - now))
+            self._send(batch)
+
+    def _send(self, batch: list[str]) -> None:
+        """One store round trip for `batch`; resolves its keys' futures, frees the slot."""
+        results: Mapping[str, Result]
+        t0 = round_begins(self._stats, len(batch))
+        try:
+            results = round_succeeded(
+                self._stats, self._cache, batch, self._read_with_retries(batch), t0
+            )
+            error: EnforceError | None = None
+        except Exception as exc:  # bad data or a bug below: never into the caller
+            error = round_failed(self._stats, exc, t0)
+            results = {}
+        with self._lock:
+            futures = self._queue.done(batch)
+            self._lock.notify_all()
+        for key, fut in futures:
+            if key in results:
+                fut.set_result(results[key])
+            else:
+                fut.set_result(error or StoreUnavailableError("fetch did not complete"))
+
+    def _read_with_retries(self, batch: list[str]) -> Mapping[str, Sequence[Label]]:
         attempt = 0
         while True:
             try:
-                return self._fetch_many(chunk)
-            except (StoreUnavailableError, StoreResponseError) as exc:
-                retryable = not isinstance(exc, StoreResponseError) or exc.status >= 500
-                if not retryable or attempt >= self.retries:
-                    raise
+                return self._fetch_many(batch)
+            except Exception as exc:
                 attempt += 1
-                self._sleep(self.retry_backoff * (2 ** (attempt - 1)))
-
-    def _fetch_own(self, keys: list[str], out: FetchOutcome) -> None:
-        error: EnforceError | None = None
-        fetched: dict[str, Labels] = {}
-        try:
-            for start in range(0, len(keys), self.max_batch_keys):
-                chunk = keys[start : start + self.max_batch_keys]
-                t0 = self._stats.clock_ns()
-                self._stats.fetches += 1
-                self._stats.fetched_keys += len(chunk)
-                try:
-                    result = self._fetch_with_retries(chunk)
-                except EnforceError:
-                    self._stats.fetch_errors += 1
+                delay = retry_delay(exc, attempt, self.retries, self.retry_backoff)
+                if delay is None:
                     raise
-                except Exception as exc:  # bad data or a bug below: never into the caller
-                    self._stats.fetch_errors += 1
-                    raise StoreUnavailableError(f"fetch failed: {exc!r}") from exc
-                finally:
-                    self._stats.fetch_latency.record(self._stats.clock_ns() - t0)
-                self._cache.fill(result, chunk)
-                for key in chunk:
-                    fetched[key] = tuple(result.get(key, ()))
-        except EnforceError as exc:
-            error = exc
-        with self._lock:
-            futures = [(key, self._inflight.pop(key, None)) for key in keys]
-        for key, fut in futures:
-            if fut is None:
-                continue
-            if key in fetched:
-                fut.set_result(fetched[key])
-            else:
-                fut.set_exception(error or StoreUnavailableError("fetch did not complete"))
-        out.labels.update(fetched)
-        if error is not None:
-            out.error = error
+                self._sleep(delay)

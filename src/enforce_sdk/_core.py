@@ -1,0 +1,540 @@
+"""The sans-IO core both clients share: config, cache, stats, follower and the read path.
+
+A check runs in three steps, and only the middle one does I/O, which is all a
+client face (`EnforcementClient` with threads, `AsyncEnforcementClient` with
+asyncio) writes itself:
+
+    batch = core.begin(surface, entities, related)   # validate, cache lookups
+    outcome = fetch(batch.missing)                   # the face's I/O, if anything missed
+    decisions = core.finish(batch, outcome)          # selector, resolver, fail modes, stale
+
+`cached()` is the check() fast path: a raw key with a fresh cache entry is
+answered without allocating a batch (and, in the async face, without awaiting).
+The serving contract lives here: misuse (unknown surface, malformed key)
+raises from begin() before any I/O; anything else that goes wrong is answered
+by the surface's fail mode, flagged `degraded`, logged and counted.
+
+Fork safety: every core registers itself (weakly) to have its owner's
+`after_fork()` called in a forked child, see `track_for_fork`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
+
+from ._cache import Entry, LabelCache, Labels
+from ._config import EnforcementConfig, StoreSettings, SurfaceConfig
+from ._config_source import ConfigMeta, ConfigSource, coerce_config_source
+from ._decision import Decision
+from ._errors import EnforceError, EntityKeyError, InvalidInputError, UnknownSurfaceError
+from ._follower import FeedFollower
+from ._keys import canonical_key, domain_key_from_url
+from ._model import Label
+from ._resolver import Resolver
+from ._stats import Stats
+from ._store_client import LabelStoreClient
+
+log = logging.getLogger("enforce_sdk")
+
+T = TypeVar("T")
+MEMO_SECONDS = 1.0  # how long a labeled entity's decision is reused (see _resolve_cached)
+Related = Mapping[str, str]
+ConfigInput = str | os.PathLike[str] | Mapping[str, Any] | EnforcementConfig | ConfigSource
+
+
+class FetchResult(Protocol):
+    """What a face's fetch returns (FetchOutcome)."""
+
+    @property
+    def labels(self) -> Mapping[str, Labels]: ...
+
+    @property
+    def error(self) -> EnforceError | None: ...
+
+
+class _Applied:
+    """One applied config and what is derived from it; swapped as a single reference."""
+
+    __slots__ = ("config", "meta", "surfaces")
+
+    def __init__(self, config: EnforcementConfig, meta: ConfigMeta) -> None:
+        self.config = config
+        self.meta = meta
+        # one dict lookup on the hot path yields the surface and its compiled resolver
+        self.surfaces: dict[str, _Surface] = {
+            name: _Surface(surf, config.resolvers[name]) for name, surf in config.surfaces.items()
+        }
+
+
+class _Surface:
+    __slots__ = ("fail_mode", "hide_from", "name", "related", "resolver")
+
+    def __init__(self, surf: SurfaceConfig, resolver: Resolver) -> None:
+        self.name = surf.name
+        self.related = surf.related
+        self.fail_mode = surf.fail_mode
+        self.hide_from = surf.hide_from
+        self.resolver = resolver
+
+
+class Batch:
+    """One check/check_many call between its cache lookups and its decisions.
+
+    `missing` lists the canonical keys the face must fetch (empty: no I/O needed).
+    """
+
+    __slots__ = ("found", "items", "missing", "now", "out", "slow", "surf", "t0")
+
+    def __init__(self, surf: _Surface, t0: int, out: list[Decision | None]) -> None:
+        self.surf = surf
+        self.t0 = t0
+        self.out = out
+        self.slow: list[int] = []  # indexes of out still undecided
+        self.items: list[tuple[str, dict[str, str]]] = []  # (canonical key, related keys) per slow
+        self.found: dict[str, Labels] = {}
+        self.missing: list[str] = []
+        self.now = 0.0
+
+
+class EnforcementCore:
+    """Config, cache, stats, change-feed follower and the I/O-free read path of one client.
+
+    Thread-safe: the cache reads lock-free, config swaps are atomic reference swaps.
+    """
+
+    def __init__(
+        self,
+        store_url: str,
+        config: ConfigInput,
+        *,
+        token: str | None,
+        timer: Callable[[], float],
+        wall_clock: Callable[[], float],
+        follow_changes: bool,
+        feed_wait: float,
+    ) -> None:
+        self.stats = Stats()
+        self._timer = timer
+        self._wall = wall_clock
+        self._config_lock = threading.Lock()
+        self._store_listeners: list[Callable[[StoreSettings], None]] = []
+        self._source = coerce_config_source(config)
+        # A source may call back before construction is complete (its watch thread
+        # runs as soon as start() does): such updates wait here and are applied last.
+        self._early_updates: list[tuple[EnforcementConfig, ConfigMeta]] | None = []
+        initial, meta = self._source.start(self._on_config)
+        self._applied = _Applied(initial, meta)
+        cache = initial.cache
+        self.cache = LabelCache(
+            max_entries=cache.max_entries,
+            ttl=cache.ttl,
+            negative_ttl=cache.negative_ttl,
+            serve_stale_for=cache.serve_stale_for,
+            timer=timer,
+        )
+        # Follow the change feed: evicts changed keys at once, so a label write is
+        # visible in decisions within the feed's latency, not the TTL.
+        self.follower: FeedFollower | None = None
+        if follow_changes:
+            timeout = initial.store.timeout
+            self.follower = FeedFollower(
+                lambda: LabelStoreClient(store_url, token=token, timeout=timeout + 5.0),
+                self.cache,
+                self.stats,
+                wait=feed_wait,
+                timer=timer,
+            )
+            self.follower.start()
+            follower = self.follower
+            self.stats.add_gauge("feed_lag_seconds", follower.lag)
+            self.stats.add_gauge("feed_position", lambda: follower.position)  # type: ignore[arg-type,return-value]
+        self.stats.add_gauge("cache_entries", lambda: len(self.cache))
+        self.stats.add_gauge("config_version", lambda: self._applied.meta.version)
+        self.stats.add_gauge(
+            "config_age_seconds", lambda: self._wall() - self._applied.meta.applied_at
+        )
+        self.closed = False
+        with self._config_lock:
+            early, self._early_updates = self._early_updates, None
+        for update in early or ():
+            self._on_config(*update)
+
+    # -- config -------------------------------------------------------------
+
+    @property
+    def config(self) -> EnforcementConfig:
+        return self._applied.config
+
+    @property
+    def config_meta(self) -> ConfigMeta:
+        return self._applied.meta
+
+    def on_store_settings(self, listener: Callable[[StoreSettings], None]) -> None:
+        """Call `listener` with the store settings of every config applied from now on."""
+        self._store_listeners.append(listener)
+
+    def _on_config(self, config: EnforcementConfig, meta: ConfigMeta) -> None:
+        """Swap in a validated config; ignore one not newer than the applied one."""
+        with self._config_lock:
+            if self._early_updates is not None:  # still constructing: apply when done
+                self._early_updates.append((config, meta))
+                return
+            current = self._applied
+            if config.version <= current.config.version:
+                self.stats.config_rejected += 1
+                log.warning(
+                    "ignoring config version %s from %s: not newer than applied version %s",
+                    config.version,
+                    meta.origin,
+                    current.config.version,
+                )
+                return
+            self._applied = _Applied(config, meta)
+            cache = config.cache
+            self.cache.configure(
+                max_entries=cache.max_entries,
+                ttl=cache.ttl,
+                negative_ttl=cache.negative_ttl,
+                serve_stale_for=cache.serve_stale_for,
+            )
+            for listener in self._store_listeners:
+                listener(config.store)
+            self.stats.config_updates += 1
+            log.info("applied config version %s from %s", config.version, meta.origin)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def close(self) -> bool:
+        """Stop the follower and the config source; False if already closed."""
+        if self.closed:
+            return False
+        self.closed = True
+        if self.follower is not None:
+            self.follower.stop()
+        self._source.close()
+        return True
+
+    def after_fork(self) -> None:
+        """In a forked child: new locks, and the follower and config source restarted."""
+        self._config_lock = threading.Lock()
+        self.cache.after_fork()
+        if self.closed:
+            return
+        self._source.after_fork()
+        if self.follower is not None:
+            self.follower.after_fork()
+
+    # -- the read path --------------------------------------------------------
+
+    def cached(self, entity: str, surface: str, related: Related | None) -> Decision | None:
+        """check()'s fast path: the decision if `entity` is a fresh cached raw key, else None.
+
+        A raw key found in the cache is canonical (only canonical keys are stored),
+        so this skips canonical_key. Raises UnknownSurfaceError.
+        """
+        stats = self.stats
+        t0 = stats.clock_ns()
+        surf = self._applied.surfaces.get(surface)
+        if surf is None:
+            raise self._unknown_surface(surface)
+        if related is None or not surf.related:
+            entry = self.cache._entries.get(entity) if type(entity) is str else None
+            if entry is not None and entry[1] > self._timer():
+                stats.checks += 1
+                stats.cache_hits += 1
+                if not entry[0]:
+                    stats.negative_hits += 1
+                    decision = surf.resolver.allow(entity)
+                else:
+                    decision = self._resolve_cached(surf, entity, entry)
+                stats.check_latency.record(stats.clock_ns() - t0)
+                return decision
+        return None
+
+    def begin(
+        self, surface: str, entities: Sequence[str], related: Sequence[Related | None] | None
+    ) -> Batch:
+        """Validate a page and answer what the cache can; `batch.missing` is left to fetch.
+
+        Misuse (unknown surface, bad keys, bad related) raises here, before any I/O.
+        """
+        stats = self.stats
+        t0 = stats.clock_ns()
+        surf = self._applied.surfaces.get(surface)
+        if surf is None:
+            raise self._unknown_surface(surface)
+        if related is not None and len(related) != len(entities):
+            raise InvalidInputError(
+                f"related has {len(related)} entries for {len(entities)} entities", field="related"
+            )
+        stats.checks += len(entities)
+        out: list[Decision | None] = [None] * len(entities)
+        batch = Batch(surf, t0, out)
+        # Fast path: an item with no links whose raw key has a fresh cache entry.
+        entries = self.cache._entries
+        now = self._timer()
+        slow = batch.slow
+        links = bool(surf.related) and related is not None
+        allow = surf.resolver.allow
+        hits = negatives = 0
+        for i, raw in enumerate(entities):
+            entry = entries.get(raw) if type(raw) is str else None
+            if entry is None or entry[1] <= now or (links and related[i]):  # type: ignore[index]
+                slow.append(i)
+            elif entry[0]:
+                hits += 1
+                out[i] = self._resolve_cached(surf, raw, entry)
+            else:
+                hits += 1
+                negatives += 1
+                out[i] = allow(raw)
+        stats.cache_hits += hits
+        stats.negative_hits += negatives
+        if slow:
+            items = batch.items
+            for i in slow:
+                try:
+                    key = canonical_key(entities[i])
+                    rel = self._related_keys(surf, None if related is None else related[i])
+                except EntityKeyError as exc:
+                    raise EntityKeyError(f"item {i}: {exc.problem}", field=exc.field) from exc
+                items.append((key, rel))
+            try:
+                self._lookup(batch)
+            except Exception as exc:  # the serving contract: never raise into the request path
+                self._crashed(batch, exc)
+        return batch
+
+    def finish(self, batch: Batch, outcome: FetchResult | Exception | None) -> list[Decision]:
+        """The decisions of a batch, given what the face fetched for `batch.missing`.
+
+        `outcome` is the fetch result, None when nothing was fetched, or the
+        exception the fetch raised (a bug below: answered by fail mode).
+        """
+        if batch.items:
+            if isinstance(outcome, Exception):
+                self._crashed(batch, outcome)
+            else:
+                try:
+                    self._decide_items(batch, outcome)
+                except Exception as exc:
+                    self._crashed(batch, exc)
+        stats = self.stats
+        stats.check_latency.record(stats.clock_ns() - batch.t0)
+        return batch.out  # type: ignore[return-value]
+
+    # -- filter's page handling ------------------------------------------------
+
+    @staticmethod
+    def page(
+        items: Iterable[T], key: Callable[[T], str], related: Callable[[T], Related | None] | None
+    ) -> tuple[list[T], list[str], list[Related | None] | None]:
+        """filter()'s input as check_many arguments: the items, their keys, their links."""
+        page = list(items)
+        keys = [key(item) for item in page]
+        rel = None if related is None else [related(item) for item in page]
+        return page, keys, rel
+
+    @staticmethod
+    def visible(page: list[T], decisions: Sequence[Decision]) -> list[T]:
+        return [item for item, decision in zip(page, decisions, strict=True) if decision.visible]
+
+    # -- internals -------------------------------------------------------------
+
+    def _unknown_surface(self, surface: object) -> UnknownSurfaceError:
+        known = ", ".join(sorted(self._applied.surfaces))
+        return UnknownSurfaceError(
+            f"unknown surface {surface!r} (configured: {known})", field="surface"
+        )
+
+    def _related_keys(self, surf: _Surface, related: Related | None) -> dict[str, str]:
+        """Canonical keys of the related entities the surface takes into account."""
+        if not related:
+            return {}
+        if not isinstance(related, Mapping):
+            raise InvalidInputError(
+                f"must be a mapping of kind to id, got {type(related).__name__}", field="related"
+            )
+        out: dict[str, str] = {}
+        for kind, value in related.items():
+            if kind not in surf.related or value is None:
+                continue
+            out[kind] = _related_key(kind, value)
+        return out
+
+    def _lookup(self, batch: Batch) -> None:
+        """Cache lookups for the canonical keys of the slow items; misses go to batch.missing.
+
+        This is the one place every canonical key passes before I/O: a bloom
+        precheck (`might_be_labeled`) belongs at the top of the loop body, answering
+        a surely-unlabeled key with `found[k] = ()` and no fetch.
+        """
+        stats = self.stats
+        batch.now = now = self._timer()
+        entries = self.cache._entries
+        found, missing = batch.found, batch.missing
+        seen: set[str] = set()
+        for key, rel in batch.items:
+            for k in (key, *rel.values()):
+                if k in seen:
+                    continue
+                seen.add(k)
+                entry = entries.get(k)
+                if entry is not None and entry[1] > now:
+                    stats.cache_hits += 1
+                    if not entry[0]:
+                        stats.negative_hits += 1
+                    found[k] = entry[0]
+                else:
+                    stats.cache_misses += 1
+                    missing.append(k)
+
+    def _decide_items(self, batch: Batch, outcome: FetchResult | None) -> None:
+        stats = self.stats
+        surf, found, now = batch.surf, batch.found, batch.now
+        error: EnforceError | None = None
+        if outcome is not None:
+            found.update(outcome.labels)
+            error = outcome.error
+            if error is not None:
+                log.warning("label fetch failed for %d keys: %s", len(batch.missing), error)
+        wall = self._wall()
+        out = batch.out
+        for i, (key, rel) in zip(batch.slow, batch.items, strict=True):
+            keys = (key, *rel.values())
+            absent = [k for k in keys if k not in found]
+            if not absent:
+                labels = {k: found[k] for k in keys if found[k]}
+                out[i] = self._resolve_safely(surf, key, labels, rel, wall)
+                continue
+            # Some labels could not be fetched: serve stale entries if all are within bound.
+            stale = {k: self.cache.get_stale(k, now) for k in absent}
+            if all(v is not None for v in stale.values()):
+                stats.stale_served += 1
+                stats.degraded += 1
+                labels = {
+                    k: v
+                    for k, v in {**{k: found[k] for k in keys if k in found}, **stale}.items()
+                    if v
+                }
+                out[i] = self._resolve_safely(surf, key, labels, rel, wall).degrade(
+                    f"stale: store unreachable ({error})"
+                )
+            else:
+                out[i] = self._fail(surf, key, f"store unreachable: {error}")
+        batch.items = []
+
+    def _crashed(self, batch: Batch, exc: Exception) -> None:
+        """An unexpected failure: every undecided item is answered by the fail mode."""
+        surf = batch.surf
+        self.stats.internal_errors += 1
+        log.error(
+            "enforcement check failed; answering by fail mode %s",
+            surf.fail_mode,
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
+        for i, (key, _) in zip(batch.slow, batch.items, strict=True):
+            batch.out[i] = self._fail(surf, key, f"error: {exc!r}")
+        batch.items = []
+
+    def _resolve_cached(self, surf: _Surface, key: str, entry: Entry) -> Decision:
+        """Resolve an entity with no links from its cache entry, reusing a recent decision.
+
+        Every label on a surface decays by the same factor, so the ranking cannot
+        change while the set of labels is fixed; the set changes only when a label
+        expires (or crosses an `age` bound of the selector). A decision is reused
+        for at most MEMO_SECONDS and never past the next expiry; its causes' scores
+        are at most that old.
+        """
+        memo = entry[3]
+        wall = self._wall()
+        if memo is not None:
+            hit = memo.get(surf)
+            if hit is not None and hit[1] > wall:
+                return hit[0]  # type: ignore[no-any-return]
+        decision = self._resolve_safely(surf, key, {key: entry[0]}, _EMPTY, wall)
+        if memo is not None and not decision.degraded:
+            until = wall + MEMO_SECONDS
+            for label in entry[0]:
+                if label.expires_at is not None:
+                    until = min(until, label.expires_at.timestamp())
+            memo[surf] = (decision, until)
+        return decision
+
+    def _resolve_safely(
+        self,
+        surf: _Surface,
+        key: str,
+        labels: Mapping[str, Sequence[Label]],
+        related: Mapping[str, str],
+        wall: float,
+    ) -> Decision:
+        try:
+            return surf.resolver.resolve(key, labels, related, wall)
+        except Exception as exc:
+            self.stats.internal_errors += 1
+            log.exception("resolver failed for %s on %s", key, surf.name)
+            return self._fail(surf, key, f"error: {exc!r}")
+
+    def _fail(self, surf: _Surface, key: str, reason: str) -> Decision:
+        self.stats.degraded += 1
+        if surf.fail_mode == "closed":
+            self.stats.fail_closed += 1
+        else:
+            self.stats.fail_open += 1
+        return surf.resolver.fail(key, reason)
+
+
+_EMPTY: Mapping[str, Any] = {}
+
+
+# Link kinds whose entities are keyed under another kind.
+_LINK_ENTITY_KIND = {"creator": "user", "link": "domain"}
+
+
+def _related_key(kind: str, value: str) -> str:
+    """The canonical key of a linked entity given as an id, a `kind:id` key or (domain) a URL."""
+    if not isinstance(value, str):
+        raise EntityKeyError(
+            f"related {kind!r} must be a string, got {type(value).__name__}", field="related"
+        )
+    entity_kind = _LINK_ENTITY_KIND.get(kind, kind)
+    if entity_kind == "domain" and ("/" in value or "://" in value):
+        return domain_key_from_url(value)
+    if ":" in value:
+        return canonical_key(value)
+    return canonical_key(f"{entity_kind}:{value}")
+
+
+# -- pre-fork servers ---------------------------------------------------------------------
+
+
+class ForkAware(Protocol):
+    def after_fork(self) -> None: ...
+
+
+_FORK_AWARE: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def track_for_fork(client: ForkAware) -> None:
+    """Have `client.after_fork()` called in every forked child while the client is alive.
+
+    Held by a weak reference, so tracking never keeps a client from being collected.
+    """
+    _FORK_AWARE.add(client)
+
+
+def _after_fork_in_child() -> None:
+    for client in list(_FORK_AWARE):
+        try:
+            client.after_fork()
+        except Exception:  # one client's failure must not stop the others (or the child)
+            log.exception("after_fork failed for %r", client)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
