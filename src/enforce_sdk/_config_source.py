@@ -66,6 +66,10 @@ class _VersionedSource(ConfigSource):
         self._on_update: OnUpdate | None = None
         self._current: tuple[EnforcementConfig, ConfigMeta] | None = None
 
+    def after_fork(self) -> None:
+        """A parent thread may have held the lock at fork(): the child gets a fresh one."""
+        self._lock = threading.Lock()
+
     @property
     def current(self) -> tuple[EnforcementConfig, ConfigMeta] | None:
         """The last applied config and its meta, or None before start()."""

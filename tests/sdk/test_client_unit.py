@@ -257,3 +257,20 @@ def test_memo_lasts_at_most_a_second() -> None:
     assert again is not first  # recomputed
     assert again.enforcement == first.enforcement and again.label == first.label
     assert again.causes[0].score < first.causes[0].score  # a second more of decay
+
+
+def test_a_config_update_during_construction_is_applied_not_lost() -> None:
+    from enforce_sdk._config import EnforcementConfig
+    from enforce_sdk._config_source import ConfigMeta, ConfigSource
+
+    class EagerSource(ConfigSource):
+        """Calls back with version 2 from inside start(), as a watch thread may."""
+
+        def start(self, on_update: Any) -> tuple[EnforcementConfig, ConfigMeta]:
+            newer = EnforcementConfig.from_dict({**CONFIG, "version": 2})
+            on_update(newer, ConfigMeta(2, "eager", NOW.timestamp()))
+            return EnforcementConfig.from_dict(CONFIG), ConfigMeta(1, "eager", NOW.timestamp())
+
+    with make(FakeStore(), config=EagerSource()) as client:
+        assert client.config.version == 2
+        assert client.stats.config_updates == 1
