@@ -22,21 +22,30 @@ from ._common import EXIT_USAGE, CliError, translate_errors
               help="Port to listen on (0 picks a free one; the listening line names it).")
 @click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="SQLite database file to serve, overriding the config's storage.url.")
+@click.option("--storage", "storage_url", default=None, metavar="URL",
+              envvar="ENFORCE_STORE_STORAGE",
+              help="Storage backend URL, overriding the config's storage.url: sqlite:///PATH or "
+              "redis-cluster://HOST:PORT,HOST:PORT[?namespace=NAME] (env ENFORCE_STORE_STORAGE).")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               default="info", show_default=True)
 @click.option("--access-log/--no-access-log", default=True, show_default=True,
               help="Log every request.")
-def serve(config_path: Path | None, host: str, port: int, db: Path | None, log_level: str,
-          access_log: bool) -> None:
+def serve(config_path: Path | None, host: str, port: int, db: Path | None,
+          storage_url: str | None, log_level: str, access_log: bool) -> None:
     """Run the Label Store until Ctrl-C / SIGTERM (graceful: in-flight requests finish)."""
+    from ..store._backends import check_storage_url
     from ..store._config import StorageSection, StoreConfig
     from ..store._server import run
 
     with translate_errors():
         config = StoreConfig.load(config_path)
+        if db is not None and storage_url is not None:
+            raise CliError("give --db or --storage, not both", EXIT_USAGE)
         if db is not None:
-            url = f"sqlite:///{db.resolve()}"
-            config = dataclasses.replace(config, storage=StorageSection(url=url))
+            storage_url = f"sqlite:///{db.resolve()}"
+        if storage_url is not None:
+            check_storage_url(storage_url)
+            config = dataclasses.replace(config, storage=StorageSection(url=storage_url))
         if not config.tokens:
             click.echo("warning: no [[tokens]] configured: every /v1 request will be refused "
                        "(401); see docs/security.md", err=True)

@@ -29,18 +29,22 @@ def backend_schemes() -> list[str]:
     return sorted(_OPENERS)
 
 
-def open_storage(url: str) -> LabelStorage:
-    """Open the backend a storage URL names; ConfigError for a bad or unknown URL."""
+def check_storage_url(url: str) -> str:
+    """Return the scheme of a storage URL; ConfigError if it is malformed or unknown."""
     if not isinstance(url, str) or ":" not in url:
         raise ConfigError(f"{url!r} is not a storage URL (e.g. sqlite:///var/labels.db)",
                           field="storage.url")
     scheme = url.split(":", 1)[0].lower()
-    opener = _OPENERS.get(scheme)
-    if opener is None:
+    if scheme not in _OPENERS:
         known = ", ".join(f"{s}:" for s in backend_schemes())
         raise ConfigError(f"unknown storage scheme {scheme!r} in {url!r} (known: {known})",
                           field="storage.url")
-    return opener(url)
+    return scheme
+
+
+def open_storage(url: str) -> LabelStorage:
+    """Open the backend a storage URL names; ConfigError for a bad or unknown URL."""
+    return _OPENERS[check_storage_url(url)](url)
 
 
 def sqlite_path(url: str) -> Path:
