@@ -27,6 +27,7 @@ from pathlib import Path
 
 import msgpack
 
+from . import _demo_sdk as _sdk
 from ._errors import EnforceError
 from ._model import Enforcement, Label, Source, SourceType
 from ._sample import BOT_DETECTOR, REVIEW_TOOL, SPAM_DOMAIN_MODEL, sample_labels
@@ -250,6 +251,9 @@ STEPS: list[Step] = [
     Step("A human decides on the trusted entity", human_decides),
     Step("Audit history", show_history),
     Step("Counts", show_counts),
+    Step("SDK: one feed page on three surfaces, with explanations", _sdk.feed_page_decisions),
+    Step("SDK: a feed-like workload through filter()", _sdk.feed_workload),
+    Step("SDK: a new label reaches running clients through the change feed", _sdk.live_label),
 ]
 """The demo's steps in order; append to add steps (the store stops after the last)."""
 
