@@ -311,10 +311,10 @@ class SQLiteStorage(LabelStorage):
 
     def pending(self, *, limit: int = 100, after: tuple[str, str] | None = None) -> list[StoredLabel]:
         _check_int(limit, "limit", minimum=1)
-        if after is not None:
-            if not (isinstance(after, tuple) and len(after) == 2
-                    and all(isinstance(part, str) for part in after)):
-                raise InvalidInputError(f"must be (entity, source key), got {after!r}", field="after")
+        if after is not None and not (
+            isinstance(after, tuple) and len(after) == 2 and all(isinstance(p, str) for p in after)
+        ):
+            raise InvalidInputError(f"must be (entity, source key), got {after!r}", field="after")
         start = ("", "") if after is None else after
         with self._reading("pending") as conn:
             rows = conn.execute(
