@@ -44,10 +44,6 @@ from ._redis_cluster_conn import ClusterTransport, Command, NotReplicatedError
 from ._redis_cluster_plan import (
     BatchPlan,
     EntityPlan,
-    aware,
-    check_int,
-    check_str,
-    checked_ops,
     decode_audit,
     decode_change,
     decode_stored,
@@ -65,7 +61,11 @@ from ._storage import (
     PutOp,
     StoredLabel,
     WriteOp,
+    check_int,
+    check_str,
 )
+from ._storage import check_aware as aware
+from ._storage import check_ops as checked_ops
 
 _NAMESPACE_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _STATUS_TTL = 300  # seconds a finished batch's status is kept, for readers that met its lock

@@ -36,6 +36,10 @@ from ._storage import (
     StoredLabel,
     WriteOp,
 )
+from ._storage import check_aware as _aware
+from ._storage import check_int as _check_int
+from ._storage import check_ops as _checked_ops
+from ._storage import check_str as _check_str
 
 SCHEMA_VERSION = 1  # PRAGMA user_version of a database this module created
 _BODY_VERSION = 1  # first element of every stored label body
@@ -548,20 +552,10 @@ def _time(micros: int) -> datetime:
     return _EPOCH + timedelta(microseconds=micros)
 
 
-def _aware(value: object, field: str) -> datetime:
-    if not isinstance(value, datetime) or value.utcoffset() is None:
-        raise InvalidInputError(f"must be a time-zone aware datetime, got {value!r}", field=field)
-    return value
 
 
-def _check_int(value: object, field: str, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidInputError(f"must be an integer >= {minimum}, got {value!r}", field=field)
 
 
-def _check_str(value: object, field: str) -> None:
-    if not isinstance(value, str) or not value:
-        raise InvalidInputError(f"must be a non-empty string, got {value!r}", field=field)
 
 
 def _checked_entities(entities: Iterable[str]) -> list[str]:
@@ -573,26 +567,3 @@ def _checked_entities(entities: Iterable[str]) -> list[str]:
         _check_str(key, "entities")
     return keys
 
-
-def _checked_ops(ops: Sequence[WriteOp]) -> list[WriteOp]:
-    """Type-check every op before the transaction starts, so a bad batch stores nothing."""
-    if isinstance(ops, str | bytes) or not isinstance(ops, Sequence):
-        raise InvalidInputError(f"must be a sequence of write ops, got {type(ops).__name__}",
-                                field="ops")
-    checked: list[WriteOp] = []
-    for index, op in enumerate(ops):
-        field = f"ops[{index}]"
-        if isinstance(op, PutOp):
-            if not isinstance(op.label, Label):
-                raise InvalidInputError("label must be a Label", field=field)
-            if not isinstance(op.status, LabelStatus):
-                raise InvalidInputError(f"status must be a LabelStatus, got {op.status!r}",
-                                        field=field)
-        elif isinstance(op, DeleteOp):
-            _check_str(op.entity, f"{field}.entity")
-            _check_str(op.source_key, f"{field}.source_key")
-        else:
-            raise InvalidInputError(f"must be a PutOp or DeleteOp, got {type(op).__name__}",
-                                    field=field)
-        checked.append(op)
-    return checked

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from .._errors import InvalidInputError
 from .._model import Label
 
 
@@ -168,3 +169,44 @@ class LabelStorage(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release connections and files."""
+
+
+# -- argument checks every backend applies at its boundary (the contract's input rules) ---
+
+
+def check_str(value: object, where: str) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidInputError(f"must be a non-empty string, got {value!r}", field=where)
+
+
+def check_int(value: object, where: str, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidInputError(f"must be an integer >= {minimum}, got {value!r}", field=where)
+
+
+def check_aware(value: object, where: str) -> datetime:
+    if not isinstance(value, datetime) or value.utcoffset() is None:
+        raise InvalidInputError(f"must be a time-zone aware datetime, got {value!r}", field=where)
+    return value
+
+
+def check_ops(ops: Sequence[WriteOp]) -> list[WriteOp]:
+    """Type-check every op before anything is written, so a bad batch stores nothing."""
+    if isinstance(ops, str | bytes) or not isinstance(ops, Sequence):
+        raise InvalidInputError(f"must be a sequence of write ops, got {type(ops).__name__}",
+                                field="ops")
+    for index, op in enumerate(ops):
+        where = f"ops[{index}]"
+        if isinstance(op, PutOp):
+            if not isinstance(op.label, Label):
+                raise InvalidInputError("label must be a Label", field=where)
+            if not isinstance(op.status, LabelStatus):
+                raise InvalidInputError(f"status must be a LabelStatus, got {op.status!r}",
+                                        field=where)
+        elif isinstance(op, DeleteOp):
+            check_str(op.entity, f"{where}.entity")
+            check_str(op.source_key, f"{where}.source_key")
+        else:
+            raise InvalidInputError(f"must be a PutOp or DeleteOp, got {type(op).__name__}",
+                                    field=where)
+    return list(ops)
