@@ -263,6 +263,7 @@ def test_pending_is_listed_in_key_order_with_a_cursor(storage: LabelStorage) -> 
         assert len(page) <= 3
         if not page:
             break
+        assert cursor is None or page[0].label.key > cursor, "the cursor key itself came back"
         assert all(s.status is LabelStatus.PENDING for s in page)
         seen.extend(s.label.key for s in page)
         cursor = page[-1].label.key
@@ -346,6 +347,7 @@ def test_history_is_newest_first_and_pages_by_seq(storage: LabelStorage) -> None
     before: int | None = None
     while page := storage.history("pin:1", limit=3, before_seq=before):
         assert len(page) <= 3
+        assert before is None or page[0].seq < before, "before_seq itself came back"
         paged.extend(e.seq for e in page)
         before = page[-1].seq
     assert paged == seqs
@@ -422,6 +424,20 @@ def test_prune_drops_old_changes_and_moves_oldest(storage: LabelStorage) -> None
     assert (page.changes, page.head, page.oldest) == ([], head, head + 1)
     assert storage.head_seq() == head
     assert len(storage.get_many([f"pin:{i}" for i in range(6)])) == 6  # labels are kept
+
+
+def test_prune_never_leaves_a_hole_when_the_clock_went_back(storage: LabelStorage) -> None:
+    hours = [0, 3, 1, 4, 2, 5]  # `now` of consecutive batches: not monotonic
+    for i, h in enumerate(hours):
+        apply(storage, put(label(f"pin:{i}")), now=T0 + timedelta(hours=h))
+    everything = storage.changes(0).changes
+    cutoff = T0 + timedelta(hours=2, minutes=30)
+    dropped = storage.prune_changes(cutoff)
+    page = storage.changes(0)
+    assert page.changes == everything[dropped:]  # a prefix went, nothing in between
+    assert all(c.at < cutoff for c in everything[:dropped])
+    assert page.oldest == everything[dropped].seq
+    assert dropped == 1  # the second record is younger than the cutoff: the prefix ends there
 
 
 def test_prune_bounds(storage: LabelStorage) -> None:

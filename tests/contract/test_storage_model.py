@@ -151,8 +151,8 @@ class StorageMachine(RuleBasedStateMachine):
                 if key not in self.labels:
                     outcomes.append(Outcome.NOT_FOUND)
                     continue
-                before = self.labels.pop(key)[0]
-                events.append(self._event(key, Action.DELETE, actor, at, before, None, None))
+                removed = self.labels.pop(key)[0]
+                events.append(self._event(key, Action.DELETE, actor, at, removed, None, None))
                 outcomes.append(Outcome.DELETED)
                 continue
             key = op.label.key
@@ -214,6 +214,11 @@ class StorageMachine(RuleBasedStateMachine):
             self.head = seqs[-1]
         assert self.storage.head_seq() == self.head
 
+    @rule(specs=batches)
+    def write_more(self, specs: list[PutSpec | DeleteSpec]) -> None:
+        """The same as `write`: a second rule makes writes as likely as all the checks."""
+        self.write(specs)
+
     @rule(limit=st.integers(1, 4), which=st.integers(0, 3))
     def check_history(self, limit: int, which: int) -> None:
         entity = self.entities[which]
@@ -224,6 +229,7 @@ class StorageMachine(RuleBasedStateMachine):
         got: list[tuple[object, ...]] = []
         before: int | None = None
         while page := self.storage.history(entity, limit=limit, before_seq=before):
+            assert before is None or page[0].seq < before
             got += [(e.seq, e.source_key, e.action, e.actor, e.at, e.before, e.after, e.status)
                      for e in page]
             before = page[-1].seq
@@ -239,6 +245,7 @@ class StorageMachine(RuleBasedStateMachine):
             assert page.oldest == min((e.seq for e in self.feed), default=self.head + 1)
             if not page.changes:
                 break
+            assert page.changes[0].seq > after
             got += page.changes
             after = page.changes[-1].seq
         assert [c.seq for c in got] == sorted(e.seq for e in self.feed)
@@ -260,6 +267,7 @@ class StorageMachine(RuleBasedStateMachine):
         after = (self.prefix, "")  # before every key of this example, itself not a stored key
         while page := self.storage.pending(limit=limit, after=after):
             assert all(s.status is LabelStatus.PENDING for s in page)
+            assert page[0].label.key > after
             got += [(*s.label.key, s.label, s.seq) for s in page if s.label.entity in self.entities]
             after = page[-1].label.key
             if after[0] > self.entities[-1]:
@@ -306,12 +314,13 @@ class StorageMachine(RuleBasedStateMachine):
 
 
 def test_storage_behaves_like_the_dict_model(storage_factory: StorageFactory) -> None:
+    # run_state_machine_as_test takes any factory of machines; its stub only names classes.
     run_state_machine_as_test(
-        lambda: StorageMachine(storage_factory),
+        lambda: StorageMachine(storage_factory),  # type: ignore[arg-type]
         settings=settings(
             max_examples=30,
             phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
-            stateful_step_count=20,
+            stateful_step_count=30,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
         ),

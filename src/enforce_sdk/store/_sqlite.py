@@ -552,12 +552,6 @@ def _time(micros: int) -> datetime:
     return _EPOCH + timedelta(microseconds=micros)
 
 
-
-
-
-
-
-
 def _checked_entities(entities: Iterable[str]) -> list[str]:
     if isinstance(entities, str | bytes):
         raise InvalidInputError("must be an iterable of entity keys, not one string",
