@@ -313,12 +313,30 @@ def metadata_size(meta: Mapping[str, MetadataValue]) -> int:
 
 
 class _FrozenDict(dict[str, MetadataValue]):
-    """A dict that refuses mutation, so a Label stays immutable and hashable by identity."""
+    """A dict that refuses mutation, so a Label stays immutable and hashable.
+
+    Equality is by value *and* type: Python says True == 1 == 1.0, but a label whose
+    metadata changes from 1 to true has changed, and must not be suppressed as a duplicate.
+    """
 
     def _readonly(self, *args: object, **kwargs: object) -> None:
         raise TypeError("label metadata is read-only")
 
     __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _readonly  # type: ignore[assignment]
 
+    def _typed(self) -> frozenset[tuple[str, type, MetadataValue]]:
+        return frozenset((k, type(v), v) for k, v in self.items())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, _FrozenDict):
+            return self._typed() == other._typed()
+        if isinstance(other, Mapping):
+            return self._typed() == _FrozenDict(other)._typed()
+        return NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        result = self.__eq__(other)
+        return result if result is NotImplemented else not result
+
     def __hash__(self) -> int:  # type: ignore[override]
-        return hash(tuple(sorted(self.items(), key=lambda kv: kv[0])))
+        return hash(self._typed())

@@ -97,6 +97,16 @@ def test_identical_put_is_noop_without_audit_or_change(storage: LabelStorage) ->
     assert storage.get_many(["pin:1"])["pin:1"][0].seq == head
 
 
+@pytest.mark.parametrize(("old", "new"), [(1, True), (1, 1.0), (0, False)])
+def test_metadata_changing_type_is_a_write_not_a_duplicate(
+    storage: LabelStorage, old: object, new: object
+) -> None:
+    apply(storage, put(label("pin:1", metadata={"k": old})))
+    assert apply(storage, put(label("pin:1", metadata={"k": new}))) != [N]
+    stored = storage.get_many(["pin:1"])["pin:1"][0].label.metadata["k"]
+    assert type(stored) is type(new) and stored == new
+
+
 def test_replacing_a_source_label_records_before_and_after(storage: LabelStorage) -> None:
     old = label("pin:1", enforcement=Enforcement.LIMIT)
     new = label("pin:1", enforcement=Enforcement.BLOCK, created_at=T0 + timedelta(minutes=5))

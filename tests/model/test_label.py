@@ -129,3 +129,13 @@ def test_wire_round_trip_in_both_formats(batch: list[Label], fmt: str) -> None:
     body = decode(encode({"labels": wire}, fmt), fmt)  # type: ignore[arg-type]
     assert body["schema"] == 1
     assert [Label.from_dict(d) for d in body["labels"]] == batch
+
+
+def test_metadata_values_of_different_types_are_different_labels() -> None:
+    # True == 1 == 1.0 in Python; for labels they are different values (no duplicate suppression)
+    one = Label.from_dict({**BASE, "metadata": {"k": 1}})
+    true = Label.from_dict({**BASE, "metadata": {"k": True}})
+    real = Label.from_dict({**BASE, "metadata": {"k": 1.0}})
+    assert one != true and one != real and true != real
+    assert one == Label.from_dict({**BASE, "metadata": {"k": 1}})
+    assert len({one, true, real}) == 3
