@@ -210,5 +210,5 @@ def test_report(setup: Setup) -> None:
         "full": FULL,
     }
     RESULTS["machine"] = machine_info()
-    write_results("bench_client", RESULTS)
+    write_results("bench_client" if FULL else "bench_client.quick", RESULTS)
     print(json.dumps(RESULTS, indent=2))
