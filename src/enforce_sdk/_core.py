@@ -8,8 +8,11 @@ asyncio) writes itself:
     outcome = fetch(batch.missing)                   # the face's I/O, if anything missed
     decisions = core.finish(batch, outcome)          # selector, resolver, fail modes, stale
 
-`cached()` is the check() fast path: a raw key with a fresh cache entry is
-answered without allocating a batch (and, in the async face, without awaiting).
+`cached()` is the check() fast path: a raw key with a fresh cache entry, or one
+the bloom precheck says is surely unlabeled, is answered without allocating a
+batch (and, in the async face, without awaiting). With `bloom.enabled`, a
+BloomGate (_bloom_gate) keeps the filter honest from the store's snapshot and
+change feed; a key absent from it is answered "allow" with no I/O.
 The serving contract lives here: misuse (unknown surface, malformed key)
 raises from begin() before any I/O; anything else that goes wrong is answered
 by the surface's fail mode, flagged `degraded`, logged and counted.
@@ -27,6 +30,13 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
+from ._bloom_gate import (
+    CANONICAL_RE,
+    BloomGate,
+    SnapshotSource,
+    is_canonical,
+    surely_unlabeled,
+)
 from ._cache import Entry, LabelCache, Labels
 from ._config import EnforcementConfig, StoreSettings, SurfaceConfig
 from ._config_source import ConfigMeta, ConfigSource, coerce_config_source
@@ -72,14 +82,18 @@ class _Applied:
 
 
 class _Surface:
-    __slots__ = ("fail_mode", "hide_from", "name", "related", "resolver")
+    __slots__ = ("bloom_trust", "fail_mode", "hide_from", "name", "related", "resolver",
+                 "visible_stub")
 
     def __init__(self, surf: SurfaceConfig, resolver: Resolver) -> None:
         self.name = surf.name
+        self.bloom_trust = surf.on_bloom_stale == "trust"  # keep trusting a stale filter
         self.related = surf.related
         self.fail_mode = surf.fail_mode
         self.hide_from = surf.hide_from
         self.resolver = resolver
+        # what filter() reads of a surely-unlabeled item's decision: only `visible`
+        self.visible_stub = resolver.allow("")
 
 
 class Batch:
@@ -88,7 +102,7 @@ class Batch:
     `missing` lists the canonical keys the face must fetch (empty: no I/O needed).
     """
 
-    __slots__ = ("found", "items", "missing", "now", "out", "slow", "surf", "t0")
+    __slots__ = ("bloomed", "found", "items", "missing", "now", "out", "slow", "surf", "t0")
 
     def __init__(self, surf: _Surface, t0: int, out: list[Decision | None]) -> None:
         self.surf = surf
@@ -99,6 +113,7 @@ class Batch:
         self.found: dict[str, Labels] = {}
         self.missing: list[str] = []
         self.now = 0.0
+        self.bloomed: set[str] | None = None  # keys answered by a stale (trusted) bloom filter
 
 
 class EnforcementCore:
@@ -140,6 +155,8 @@ class EnforcementCore:
         # Follow the change feed: evicts changed keys at once, so a label write is
         # visible in decisions within the feed's latency, not the TTL.
         self.follower: FeedFollower | None = None
+        # The bloom precheck needs the feed to stay honest: no follower, no gate.
+        self.bloom_gate: BloomGate | None = None
         if follow_changes:
             timeout = initial.store.timeout
             self.follower = FeedFollower(
@@ -149,10 +166,28 @@ class EnforcementCore:
                 wait=feed_wait,
                 timer=timer,
             )
-            self.follower.start()
             follower = self.follower
+            self._snapshots = SnapshotSource(store_url, token)
+            gate = self.bloom_gate = BloomGate(
+                self._snapshots.load,
+                self.stats,
+                initial.bloom,
+                load_timeout=max(timeout, SNAPSHOT_TIMEOUT),
+                timer=timer,
+            )
+            follower.listeners.append(gate)
+            follower.poll_hooks.append(gate)
+            follower.start(gate.load_initial())
             self.stats.add_gauge("feed_lag_seconds", follower.lag)
             self.stats.add_gauge("feed_position", lambda: follower.position)  # type: ignore[arg-type,return-value]
+            self.stats.add_gauge("bloom_stale", lambda: float(gate.enabled and gate.stale()))
+            self.stats.add_gauge("bloom_seq", lambda: gate.seq)  # type: ignore[arg-type,return-value]
+            self.stats.add_gauge(
+                "bloom_key_count", lambda: 0 if gate.bloom is None else gate.bloom.key_count
+            )
+        elif initial.bloom.enabled:
+            log.warning("bloom.enabled is ignored: the bloom precheck needs the change feed "
+                        "(follow_changes) to stay honest")
         self.stats.add_gauge("cache_entries", lambda: len(self.cache))
         self.stats.add_gauge("config_version", lambda: self._applied.meta.version)
         self.stats.add_gauge(
@@ -204,6 +239,8 @@ class EnforcementCore:
             )
             for listener in self._store_listeners:
                 listener(config.store)
+            if self.bloom_gate is not None:
+                self.bloom_gate.configure(config.bloom)
             self.stats.config_updates += 1
             log.info("applied config version %s from %s", config.version, meta.origin)
 
@@ -216,6 +253,7 @@ class EnforcementCore:
         self.closed = True
         if self.follower is not None:
             self.follower.stop()
+            self._snapshots.close()
         self._source.close()
         return True
 
@@ -223,6 +261,9 @@ class EnforcementCore:
         """In a forked child: new locks, and the follower and config source restarted."""
         self._config_lock = threading.Lock()
         self.cache.after_fork()
+        if self.bloom_gate is not None:
+            self.bloom_gate.after_fork()
+            self._snapshots.after_fork()
         if self.closed:
             return
         self._source.after_fork()
@@ -243,6 +284,14 @@ class EnforcementCore:
         if surf is None:
             raise self._unknown_surface(surface)
         if related is None or not surf.related:
+            gate = self.bloom_gate
+            if gate is not None and type(entity) is str:
+                bloom = gate.bloom
+                if bloom is not None and not bloom.contains(entity):
+                    decision = self._bloom_allow(gate, surf, entity)
+                    if decision is not None:
+                        stats.check_latency.record(stats.clock_ns() - t0)
+                        return decision
             entry = self.cache._entries.get(entity) if type(entity) is str else None
             if entry is not None and entry[1] > self._timer():
                 stats.checks += 1
@@ -255,6 +304,33 @@ class EnforcementCore:
                 stats.check_latency.record(stats.clock_ns() - t0)
                 return decision
         return None
+
+    def _bloom_allow(self, gate: BloomGate, surf: _Surface, raw: str) -> Decision | None:
+        """The decision for a raw key absent from the filter, or None to take the normal path.
+
+        Absent as sent is conclusive only for a canonical key (the filter holds canonical
+        keys); a malformed key is left to the normal path, which raises.
+        """
+        stale = gate.stale()
+        if stale and not surf.bloom_trust:
+            return None
+        key = raw
+        if not _canonical_raw(raw) and not is_canonical(raw):
+            try:
+                key = canonical_key(raw)
+            except EntityKeyError:
+                return None
+            bloom = gate.bloom
+            if bloom is None or bloom.contains(key):
+                return None
+        stats = self.stats
+        stats.checks += 1
+        stats.bloom_negatives += 1
+        decision = surf.resolver.allow(key)
+        if stale:
+            stats.degraded += 1
+            decision = decision.degrade("bloom_stale")
+        return decision
 
     def begin(
         self, surface: str, entities: Sequence[str], related: Sequence[Related | None] | None
@@ -275,14 +351,23 @@ class EnforcementCore:
         stats.checks += len(entities)
         out: list[Decision | None] = [None] * len(entities)
         batch = Batch(surf, t0, out)
+        links = bool(surf.related) and related is not None
+        todo: Iterable[int] = range(len(entities))
+        gate = self.bloom_gate
+        if gate is not None and not links and gate.bloom is not None:
+            # Fastest path: the page's raw keys through the filter in one C call.
+            absent = self._precheck_page(gate, batch, entities, type(entities) is _FilterKeys)
+            if absent:
+                skip = set(absent)
+                todo = [i for i in todo if i not in skip]
         # Fast path: an item with no links whose raw key has a fresh cache entry.
         entries = self.cache._entries
         now = self._timer()
         slow = batch.slow
-        links = bool(surf.related) and related is not None
         allow = surf.resolver.allow
         hits = negatives = 0
-        for i, raw in enumerate(entities):
+        for i in todo:
+            raw = entities[i]
             entry = entries.get(raw) if type(raw) is str else None
             if entry is None or entry[1] <= now or (links and related[i]):  # type: ignore[index]
                 slow.append(i)
@@ -310,6 +395,40 @@ class EnforcementCore:
                 self._crashed(batch, exc)
         return batch
 
+    def _precheck_page(
+        self, gate: BloomGate, batch: Batch, entities: Sequence[str], stub: bool
+    ) -> list[int]:
+        """Decide the page's surely-unlabeled raw keys in `batch.out`; returns their indexes.
+
+        With `stub` (a filter() page) they get the surface's shared visible decision:
+        filter() reads nothing but `visible`, so no Decision is built per item.
+        """
+        surf = batch.surf
+        bloom = gate.bloom
+        stale = gate.stale()
+        if bloom is None or (stale and not surf.bloom_trust):
+            return []
+        absent = surely_unlabeled(bloom, entities)
+        if not absent:
+            return []
+        stats = self.stats
+        stats.bloom_negatives += len(absent)
+        out = batch.out
+        if stub:
+            visible = surf.visible_stub
+            for i in absent:
+                out[i] = visible
+        else:
+            allow = surf.resolver.allow
+            for i in absent:
+                out[i] = allow(entities[i])
+        if stale:
+            stats.degraded += len(absent)
+            if not stub:
+                for i in absent:
+                    out[i] = allow(entities[i]).degrade("bloom_stale")
+        return absent
+
     def finish(self, batch: Batch, outcome: FetchResult | Exception | None) -> list[Decision]:
         """The decisions of a batch, given what the face fetched for `batch.missing`.
 
@@ -336,7 +455,7 @@ class EnforcementCore:
     ) -> tuple[list[T], list[str], list[Related | None] | None]:
         """filter()'s input as check_many arguments: the items, their keys, their links."""
         page = list(items)
-        keys = [key(item) for item in page]
+        keys = _FilterKeys([key(item) for item in page])
         rel = None if related is None else [related(item) for item in page]
         return page, keys, rel
 
@@ -370,29 +489,45 @@ class EnforcementCore:
     def _lookup(self, batch: Batch) -> None:
         """Cache lookups for the canonical keys of the slow items; misses go to batch.missing.
 
-        This is the one place every canonical key passes before I/O: a bloom
-        precheck (`might_be_labeled`) belongs at the top of the loop body, answering
-        a surely-unlabeled key with `found[k] = ()` and no fetch.
+        This is the one place every canonical key passes before I/O: the bloom
+        precheck (one contains_many call for the batch) answers a surely-unlabeled
+        key with `found[k] = ()` and no fetch; with a stale filter trusted by the
+        surface, such keys are noted in `batch.bloomed` to flag their decisions.
         """
         stats = self.stats
         batch.now = now = self._timer()
         entries = self.cache._entries
         found, missing = batch.found, batch.missing
-        seen: set[str] = set()
+        seen: dict[str, None] = {}
         for key, rel in batch.items:
-            for k in (key, *rel.values()):
-                if k in seen:
-                    continue
-                seen.add(k)
-                entry = entries.get(k)
-                if entry is not None and entry[1] > now:
-                    stats.cache_hits += 1
-                    if not entry[0]:
-                        stats.negative_hits += 1
-                    found[k] = entry[0]
-                else:
-                    stats.cache_misses += 1
-                    missing.append(k)
+            seen[key] = None
+            for k in rel.values():
+                seen[k] = None
+        keys: list[str] = list(seen)
+        gate = self.bloom_gate
+        bloom = None if gate is None else gate.bloom
+        if gate is not None and bloom is not None:
+            stale = gate.stale()
+            if not stale or batch.surf.bloom_trust:
+                mask = bloom.contains_many(keys).tolist()
+                negatives = [k for k, present in zip(keys, mask, strict=True) if not present]
+                if negatives:
+                    stats.bloom_negatives += len(negatives)
+                    for k in negatives:
+                        found[k] = ()
+                    if stale:
+                        batch.bloomed = set(negatives)
+                    keys = [k for k, present in zip(keys, mask, strict=True) if present]
+        for k in keys:
+            entry = entries.get(k)
+            if entry is not None and entry[1] > now:
+                stats.cache_hits += 1
+                if not entry[0]:
+                    stats.negative_hits += 1
+                found[k] = entry[0]
+            else:
+                stats.cache_misses += 1
+                missing.append(k)
 
     def _decide_items(self, batch: Batch, outcome: FetchResult | None) -> None:
         stats = self.stats
@@ -410,7 +545,12 @@ class EnforcementCore:
             absent = [k for k in keys if k not in found]
             if not absent:
                 labels = {k: found[k] for k in keys if found[k]}
-                out[i] = self._resolve_safely(surf, key, labels, rel, wall)
+                decision = self._resolve_safely(surf, key, labels, rel, wall)
+                bloomed = batch.bloomed
+                if bloomed is not None and not bloomed.isdisjoint(keys):
+                    stats.degraded += 1
+                    decision = decision.degrade("bloom_stale")
+                out[i] = decision
                 continue
             # Some labels could not be fetched: serve stale entries if all are within bound.
             stale = {k: self.cache.get_stale(k, now) for k in absent}
@@ -491,6 +631,16 @@ class EnforcementCore:
 
 
 _EMPTY: Mapping[str, Any] = {}
+_canonical_raw = CANONICAL_RE.fullmatch  # the common case of is_canonical, without a call
+
+
+class _FilterKeys(list[str]):
+    """The keys of a filter() page (from `page`): begin() may answer them with a shared stub."""
+
+    __slots__ = ()
+
+
+SNAPSHOT_TIMEOUT = 10.0  # seconds a bloom snapshot download may take (at least)
 
 
 # Link kinds whose entities are keyed under another kind.

@@ -5,7 +5,11 @@ each page it evicts the changed entities from the cache (so the next check
 fetches fresh labels) and hands the records to listeners (the bloom filter adds
 keys that gained a label). When the store says the position is past the feed's
 retention, changes were missed: the cache is cleared and listeners are told to
-resynchronise (the bloom filter reloads a snapshot). Errors are counted and
+resynchronise (the bloom filter reloads a snapshot) and may name an older
+position to follow from (the snapshot's). Poll hooks run on the follower thread
+before every poll and may rewind the position, so a listener that swaps in
+state built as of an older sequence number gets the changes since replayed
+(listeners must apply records idempotently). Errors are counted and
 retried with bounded backoff; `lag()` says how long ago the feed was last known
 to be applied, which callers turn into a `degraded` flag past a bound.
 """
@@ -49,8 +53,20 @@ class FeedListener(Protocol):
     def on_changes(self, changes: Sequence[ChangeRecord]) -> None:
         """Records applied in order; called on the follower thread."""
 
-    def on_resync(self, head: int) -> None:
-        """The feed lost continuity (retention passed): rebuild from a snapshot at >= head."""
+    def on_resync(self, head: int) -> int | None:
+        """The feed lost continuity (retention passed): rebuild state from a snapshot.
+
+        Returns the sequence number the rebuilt state reflects, to follow from
+        (records after it are replayed), or None to follow from `head`.
+        """
+
+
+class PollHook(Protocol):
+    def before_poll(self, position: int) -> int | None:
+        """Called on the follower thread before each poll: a position to rewind to, or None."""
+
+    def after_poll(self, position: int) -> None:
+        """Called on the follower thread after each poll applied (records or not)."""
 
 
 class FeedFollower:
@@ -75,6 +91,8 @@ class FeedFollower:
         self.max_backoff = max_backoff
         self._timer = timer
         self.listeners: list[FeedListener] = []
+        self.poll_hooks: list[PollHook] = []
+        self._too_old_in_row = 0
         self.position: int | None = None  # last sequence number applied
         self._applied_at: float | None = None  # timer() when the feed was last known applied
         self._stop = threading.Event()
@@ -153,12 +171,21 @@ class FeedFollower:
         if self.position is None:
             self._resync(reader, notify=False)
             return 0
+        for hook in self.poll_hooks:
+            rewind = hook.before_poll(self.position)
+            if rewind is not None and rewind < self.position:
+                log.info("change feed rewound from %s to %s for replay", self.position, rewind)
+                self.position = rewind
         try:
             page = reader.changes(self.position, limit=self.page_size, wait=self.wait)
         except FeedTooOldError:
             log.warning("change feed position %s is past retention: resynchronising", self.position)
+            self._too_old_in_row += 1
+            if self._too_old_in_row > 1:  # the listeners' snapshot is older than retention too
+                self._stop.wait(min(self.max_backoff, 0.05 * 2 ** self._too_old_in_row))
             self._resync(reader, notify=True)
             return 0
+        self._too_old_in_row = 0
         records = page.changes
         if records:
             self._cache.evict({c.entity for c in records})
@@ -167,6 +194,8 @@ class FeedFollower:
             self._stats.feed_changes += len(records)
         self.position = page.next
         self._applied_at = self._timer()
+        for hook in self.poll_hooks:
+            hook.after_poll(page.next)
         return len(records)
 
     def _resync(self, reader: FeedReader, *, notify: bool) -> None:
@@ -176,9 +205,12 @@ class FeedFollower:
         except FeedTooOldError as exc:
             detail = exc.detail if isinstance(exc.detail, dict) else {}
             head = int(detail.get("head", 0))
+        position = head
         if notify:
             self._cache.clear()
             for listener in self.listeners:
-                listener.on_resync(head)
-        self.position = head
+                start = listener.on_resync(head)
+                if start is not None:
+                    position = min(position, start)
+        self.position = position
         self._applied_at = self._timer()

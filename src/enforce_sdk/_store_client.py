@@ -27,6 +27,7 @@ from urllib.parse import quote
 import httpx
 
 from . import _wire
+from ._bloom import BloomFilter
 from ._errors import (
     AuthError,
     FeedTooOldError,
@@ -79,6 +80,14 @@ class ChangesPage:
     head: int
     oldest: int
     next: int  # pass as `after` for the next page
+
+
+@dataclass(frozen=True, slots=True)
+class BloomDownload:
+    """A bloom snapshot fetched from the store; `etag` asks for the next one only if it changed."""
+
+    bloom: BloomFilter  # its `seq` is the change sequence number it reflects
+    etag: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,6 +352,32 @@ class LabelStoreClient:
                  for p in body["pending"]],
                 body["next"],
             )
+
+    def bloom_snapshot(
+        self, etag: str | None = None, timeout: float | None = None
+    ) -> BloomDownload | None:
+        """The store's bloom snapshot; None if `etag` (of a previous download) is still current.
+
+        Raises SnapshotError for a corrupt snapshot, the usual store errors otherwise.
+        """
+        headers = {"Accept": "application/octet-stream"}
+        if etag is not None:
+            headers["If-None-Match"] = etag
+        what = "GET /v1/bloom"
+        with _translate_errors(what):
+            response = self._http.get("/v1/bloom", headers=headers,
+                                      timeout=self._timeout if timeout is None else timeout)
+        if response.status_code == 304:
+            return None
+        if response.status_code >= 400:
+            decode_response(response, what)  # raises the translated error
+        if response.status_code != 200:
+            raise StoreResponseError(response.status_code, f"{what}: unexpected status")
+        return BloomDownload(BloomFilter.from_bytes(response.content), response.headers.get("etag"))
+
+    def rebuild_bloom(self) -> dict[str, Any]:
+        """Have the store rebuild its bloom snapshot now (admin); returns its figures."""
+        return self._call("POST", "/v1/bloom/rebuild", timeout=max(self._timeout, 300.0))
 
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/healthz")

@@ -28,11 +28,11 @@ main.add_command(labels)
 main.add_command(demo)
 
 # --- Command groups of other modules: the lead registers them here. -----------------------
-# from ._bloom import bloom      # `enforce-sdk bloom ...`
+from ._bloom import bloom  # noqa: E402  `enforce-sdk bloom ...`
 from ._check import check  # noqa: E402  `enforce-sdk check ...`
 from ._config import config  # noqa: E402  `enforce-sdk config ...`
 
-# main.add_command(bloom)
+main.add_command(bloom)
 main.add_command(check)
 main.add_command(config)
 # -------------------------------------------------------------------------------------------

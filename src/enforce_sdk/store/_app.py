@@ -34,6 +34,7 @@ from .. import _wire
 from .._errors import EntityKeyError, InvalidInputError, LabelValidationError, StorageError
 from .._keys import canonical_key
 from .._model import Source
+from ._bloom_snapshot import BloomSnapshot, BloomSnapshots
 from ._checker import LabelChecker, LabelRejectedError
 from ._config import Role, StoreConfig, TokenEntry, hash_token
 from ._head_watcher import HeadWatcher
@@ -142,6 +143,7 @@ class LabelStoreService:
         self.limits = config.limits
         self._tokens: dict[str, TokenEntry] = {t.token_sha256: t for t in config.tokens}
         self.watcher = HeadWatcher(self._read_head, config.feed.poll_interval_seconds)
+        self.bloom = BloomSnapshots(storage, config.bloom.fp_rate)
 
     async def _read_head(self) -> int:
         return await run_in_threadpool(self.storage.head_seq)
@@ -450,7 +452,40 @@ class LabelStoreService:
             "next": f"{last.entity}|{last.source.key}" if last is not None else None,
         })
 
+    async def bloom_snapshot(self, request: Request) -> Response:
+        """The last built bloom snapshot (bytes); 304 when the reader's ETag is current."""
+        self._auth(request, Role.READER)
+        current = self.bloom.current
+        snapshot = current if current is not None else await run_in_threadpool(self.bloom.latest)
+        headers = _bloom_headers(snapshot)
+        if request.headers.get("if-none-match") == snapshot.etag:
+            return Response(status_code=304, headers=headers)
+        return Response(snapshot.data, media_type="application/octet-stream", headers=headers)
+
+    async def bloom_rebuild(self, request: Request) -> Response:
+        """Build a snapshot now (in a thread) and answer its figures."""
+        self._auth(request, Role.ADMIN)
+        snapshot = await run_in_threadpool(self.bloom.rebuild)
+        return _respond(request, {
+            "seq": snapshot.seq,
+            "key_count": snapshot.key_count,
+            "capacity": snapshot.capacity,
+            "size_bytes": len(snapshot.data),
+            "build_seconds": snapshot.build_seconds,
+        })
+
     # -- background ------------------------------------------------------------------------
+
+    async def rebuild_bloom_forever(self) -> None:
+        """Build the first snapshot at startup, then every `bloom.rebuild_interval_seconds`."""
+        while True:
+            try:
+                snapshot = await run_in_threadpool(self.bloom.rebuild)
+                log.info("bloom snapshot built: seq=%d keys=%d bytes=%d in %.3fs", snapshot.seq,
+                         snapshot.key_count, len(snapshot.data), snapshot.build_seconds)
+            except Exception:
+                log.exception("building the bloom snapshot failed")
+            await asyncio.sleep(self.config.bloom.rebuild_interval_seconds)
 
     async def prune_once(self) -> int:
         """Drop change records older than the feed retention; return how many."""
@@ -471,12 +506,14 @@ class LabelStoreService:
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         pruner = asyncio.create_task(self.prune_forever(), name="enforce-store-feed-pruner")
+        bloom = asyncio.create_task(self.rebuild_bloom_forever(), name="enforce-store-bloom")
         try:
             yield
         finally:
-            pruner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pruner
+            for task in (pruner, bloom):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await self.watcher.stop()
 
     def routes(self) -> list[Route]:
@@ -491,6 +528,8 @@ class LabelStoreService:
             Route("/v1/history/{entity:path}", self.history, methods=["GET"]),
             Route("/v1/changes", self.changes, methods=["GET"]),
             Route("/v1/pending", self.pending, methods=["GET"]),
+            Route("/v1/bloom", self.bloom_snapshot, methods=["GET"]),
+            Route("/v1/bloom/rebuild", self.bloom_rebuild, methods=["POST"]),
         ]
 
 
@@ -506,6 +545,15 @@ def _wait_param(raw: str | None, max_wait: float) -> float:
         raise _Problem(400, "bad_parameter", f"must be a finite number >= 0, got {raw!r}",
                        field="wait")
     return min(value, max_wait)
+
+
+def _bloom_headers(snapshot: BloomSnapshot) -> dict[str, str]:
+    return {
+        "ETag": snapshot.etag,
+        "X-Bloom-Seq": str(snapshot.seq),
+        "X-Bloom-Key-Count": str(snapshot.key_count),
+        "Cache-Control": "no-cache",
+    }
 
 
 def _event(e: AuditEvent) -> dict[str, Any]:

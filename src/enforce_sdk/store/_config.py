@@ -65,6 +65,14 @@ class FeedSection:
 
 
 @dataclass(frozen=True, slots=True)
+class BloomSection:
+    """The bloom snapshot the store serves (GET /v1/bloom)."""
+
+    fp_rate: float = 0.01  # target false-positive rate at the sized key count
+    rebuild_interval_seconds: float = 60.0  # how often the snapshot is rebuilt
+
+
+@dataclass(frozen=True, slots=True)
 class CheckerSection:
     trusted_entities: frozenset[str] = frozenset()  # canonical keys
 
@@ -85,6 +93,7 @@ class StoreConfig:
     feed: FeedSection = FeedSection()
     checker: CheckerSection = CheckerSection()
     tokens: tuple[TokenEntry, ...] = ()
+    bloom: BloomSection = BloomSection()
 
     @classmethod
     def load(cls, path: str | Path | None) -> StoreConfig:
@@ -110,14 +119,16 @@ class StoreConfig:
         v = _Validator()
         if not isinstance(data, Mapping):
             raise ConfigError(f"must be a table, got {type(data).__name__}", field="config")
-        v.no_extra(data, {"storage", "limits", "feed", "checker", "tokens"}, "")
+        v.no_extra(data, {"storage", "limits", "feed", "checker", "tokens", "bloom"}, "")
         storage = _storage(v, v.table(data, "storage"))
         limits = _limits(v, v.table(data, "limits"))
         feed = _feed(v, v.table(data, "feed"))
         checker = _checker(v, v.table(data, "checker"))
         tokens = _tokens(v, data.get("tokens", []))
+        bloom = _bloom(v, v.table(data, "bloom"))
         v.raise_if_any()
-        return cls(storage=storage, limits=limits, feed=feed, checker=checker, tokens=tokens)
+        return cls(storage=storage, limits=limits, feed=feed, checker=checker, tokens=tokens,
+                   bloom=bloom)
 
 
 def hash_token(token: str) -> str:
@@ -235,6 +246,21 @@ def _feed(v: _Validator, t: Mapping[str, Any]) -> FeedSection:
                                         d.prune_interval_seconds),
         poll_interval_seconds=v.number(t, "poll_interval_seconds", "feed.poll_interval_seconds",
                                        d.poll_interval_seconds),
+    )
+
+
+def _bloom(v: _Validator, t: Mapping[str, Any]) -> BloomSection:
+    d = BloomSection()
+    v.no_extra(t, {f for f in BloomSection.__dataclass_fields__}, "bloom.")
+    fp_rate = v.number(t, "fp_rate", "bloom.fp_rate", d.fp_rate)
+    if not fp_rate < 1.0:
+        v.fail("bloom.fp_rate", f"must be in (0, 1), got {fp_rate}")
+        fp_rate = d.fp_rate
+    return BloomSection(
+        fp_rate=fp_rate,
+        rebuild_interval_seconds=v.number(t, "rebuild_interval_seconds",
+                                          "bloom.rebuild_interval_seconds",
+                                          d.rebuild_interval_seconds),
     )
 
 

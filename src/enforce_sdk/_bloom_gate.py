@@ -1,0 +1,274 @@
+"""BloomGate: the SDK's bloom precheck, kept honest by the store's snapshot and change feed.
+
+Invariant: once the follower has applied the feed up to position P, the active
+filter holds every key labeled at or before P, so `bloom.contains(k) is False`
+means k had no label at P.
+
+- Start: a snapshot at S is loaded (synchronously, with a timeout) and the
+  follower starts from S. Until a load succeeds there is no active filter and
+  negatives are not trusted (every check takes the cache/store path).
+- Feed: every record whose entity has a label afterwards adds the entity
+  (idempotent; the follower itself evicts the cache).
+- Scheduled reload (`refresh_interval`), on the follower thread before a poll:
+  a snapshot at S2 >= P replaces the filter at once; one at S2 < P lacks keys
+  labeled in (S2, P], so it is *staged*: the follower rewinds to S2, the
+  replayed records go to both filters, and the staged one replaces the active
+  one only when the follower is back at P. The active filter stays correct
+  meanwhile.
+- Feed past retention: the snapshot is reloaded at once and the follower
+  follows from its S (the cache is cleared by the follower).
+- Staleness: the feed not applied for longer than `max_staleness` makes
+  `stale()` true; the core then trusts negatives with `degraded` decisions or
+  skips the precheck, per surface.
+
+Thread model: the hot path reads `bloom` (one attribute, swapped atomically);
+everything else runs on the follower thread, or under `_lock`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from ._bloom import BloomFilter
+from ._config import BloomSettings
+from ._errors import EnforceError, EntityKeyError, InvalidInputError
+from ._keys import canonical_key
+from ._stats import Stats
+from ._store_client import BloomDownload, LabelStoreClient
+from .store._storage import ChangeRecord
+
+log = logging.getLogger("enforce_sdk.bloom")
+
+SnapshotLoader = Callable[[str | None, float], BloomDownload | None]
+"""(etag of the active snapshot or None, timeout) -> a new snapshot, or None if unchanged."""
+
+# Raw keys that are surely canonical without running canonical_key: a kind without special
+# normalisation (not domain), or an image key already in lower-case hex. The filter holds
+# canonical keys, so "absent as sent" is conclusive only for these (others are checked one
+# by one). Ids cannot contain a newline, so a page joined by newlines is matched in one call.
+_CANONICAL = (r"(?:image:[0-9a-f]{1,256}"
+              r"|(?!domain:|image:)[a-z][a-z0-9_]{0,31}:[^\s\x00-\x1f\x7f]{1,256})")
+CANONICAL_RE = re.compile(_CANONICAL)
+# A page whose lines are canonical or domain keys (those are then checked one by one).
+_DOMAIN = r"domain:[^\n]*"
+_PAGE_LINES = re.compile(rf"(?:(?:{_CANONICAL}|{_DOMAIN})\n)*(?:{_CANONICAL}|{_DOMAIN})")
+_DOMAIN_LINES = re.compile(rf"^{_DOMAIN}$", re.MULTILINE)
+
+
+def is_canonical(raw: str) -> bool:
+    """Whether canonical_key(raw) == raw (False for a malformed key)."""
+    if CANONICAL_RE.fullmatch(raw):
+        return True
+    try:
+        return canonical_key(raw) == raw
+    except EntityKeyError:
+        return False
+
+
+def surely_unlabeled(bloom: BloomFilter, keys: Sequence[str]) -> list[int] | None:
+    """Indexes of the raw keys that are canonical and absent from the filter (one C call).
+
+    None when the page cannot be prechecked as a whole (a key that is not a string or
+    holds a newline): the caller takes the normal path, which validates.
+    """
+    try:
+        mask = bloom.contains_many(keys)
+    except (InvalidInputError, TypeError):
+        return None
+    absent: list[int] = np.flatnonzero(~mask).tolist()
+    if not absent:
+        return absent
+    candidates = [keys[i] for i in absent]
+    joined = "\n".join(candidates)
+    if _PAGE_LINES.fullmatch(joined) and all(
+        is_canonical(d) for d in _DOMAIN_LINES.findall(joined)
+    ):
+        return absent
+    return [i for i, key in zip(absent, candidates, strict=True) if is_canonical(key)]
+
+
+class BloomGate:
+    """A FeedListener and PollHook owning the active bloom filter of one client."""
+
+    def __init__(
+        self,
+        load: SnapshotLoader,
+        stats: Stats,
+        settings: BloomSettings,
+        *,
+        load_timeout: float = 10.0,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._load = load
+        self._stats = stats
+        self._timer = timer
+        self.load_timeout = load_timeout
+        self._lock = threading.Lock()
+        self.bloom: BloomFilter | None = None  # the active filter; None: negatives not trusted
+        self._staged: tuple[BloomFilter, int] | None = None  # (filter, position it must reach)
+        self._etag: str | None = None
+        self._next_load_at = 0.0
+        self._fresh_at = float("-inf")  # timer() when the filter was last known current
+        self.fresh_until = float("-inf")
+        self.enabled = False
+        self.max_staleness = settings.max_staleness
+        self.refresh_interval = settings.refresh_interval
+        self.configure(settings)
+
+    # -- settings and state -------------------------------------------------------------------
+
+    def configure(self, settings: BloomSettings) -> None:
+        """Apply bloom settings; turning the gate off drops the filter, on loads one soon."""
+        with self._lock:
+            self.max_staleness = settings.max_staleness
+            self.fresh_until = self._fresh_at + settings.max_staleness
+            self.refresh_interval = settings.refresh_interval
+            if settings.enabled and not self.enabled:
+                self._next_load_at = 0.0  # at the next poll (or by load_initial)
+            elif not settings.enabled:
+                self.bloom = None
+                self._staged = None
+                self._etag = None
+            self.enabled = settings.enabled
+
+    def stale(self) -> bool:
+        """Whether the filter may be behind the store by more than max_staleness.
+
+        It is current as of the last feed poll applied, or of the last snapshot swapped in.
+        """
+        return self._timer() > self.fresh_until
+
+    def _fresh(self) -> None:
+        """The filter is current now: not stale for another max_staleness."""
+        self._fresh_at = self._timer()
+        self.fresh_until = self._fresh_at + self.max_staleness
+
+    @property
+    def seq(self) -> int | None:
+        bloom = self.bloom
+        return None if bloom is None else bloom.seq
+
+    def after_fork(self) -> None:
+        """In a forked child: the filter is plain memory and stays; the lock is new."""
+        self._lock = threading.Lock()
+
+    # -- loading --------------------------------------------------------------------------------
+
+    def load_initial(self) -> int | None:
+        """Load a snapshot before the follower starts; its seq to follow from, or None on failure."""
+        if not self.enabled:
+            return None
+        download = self._download(force=True)
+        if download is None:
+            return None
+        with self._lock:
+            self._install_now(download)
+        return download.bloom.seq
+
+    def _download(self, *, force: bool) -> BloomDownload | None:
+        """A new snapshot, or None (unchanged, or failed: logged, retried at the next interval)."""
+        self._next_load_at = self._timer() + self.refresh_interval
+        try:
+            download = self._load(None if force else self._etag, self.load_timeout)
+        except EnforceError as exc:
+            self._stats.feed_errors += 1
+            log.warning("bloom snapshot load failed (negatives %s): %s",
+                        "still trusted" if self.bloom is not None else "not trusted", exc)
+            return None
+        if download is not None:
+            self._stats.snapshot_loads += 1
+        return download
+
+    def _install_now(self, download: BloomDownload) -> None:
+        self._fresh()
+        self.bloom = download.bloom
+        self._etag = download.etag
+        self._staged = None
+
+    # -- the follower's callbacks (follower thread) ---------------------------------------------
+
+    def before_poll(self, position: int) -> int | None:
+        """Swap in a caught-up staged filter, or load a snapshot when due; maybe rewind."""
+        if not self.enabled:
+            return None
+        staged = self._staged
+        if staged is not None:
+            if position >= staged[1]:
+                with self._lock:
+                    self.bloom, self._staged = staged[0], None
+                    self._fresh()
+                log.info("bloom snapshot at %d caught up to %d: active", staged[0].seq, position)
+            return None  # no new load while a staged one catches up
+        if self._timer() < self._next_load_at:
+            return None
+        download = self._download(force=self.bloom is None)
+        if download is None:
+            return None
+        seq = download.bloom.seq
+        with self._lock:
+            if not self.enabled:
+                return None
+            if seq >= position:
+                self._install_now(download)
+                return None
+            # Older than what is applied: replay (seq, position] into it before it serves.
+            self._staged = (download.bloom, position)
+            self._etag = download.etag
+        return seq
+
+    def after_poll(self, position: int) -> None:
+        """A poll was applied: the filter is current (unless a staged one is catching up)."""
+        if self._staged is None:
+            self._fresh()
+
+    def on_changes(self, changes: Sequence[ChangeRecord]) -> None:
+        """Add every entity that has a label after its change (to the staged filter too)."""
+        keys = [c.entity for c in changes if c.labeled]
+        if not keys:
+            return
+        with self._lock:
+            for bloom in (self.bloom, None if self._staged is None else self._staged[0]):
+                if bloom is not None:
+                    bloom.add_many(keys)
+
+    def on_resync(self, head: int) -> int | None:
+        """The feed lost continuity: reload a snapshot now and follow from its seq."""
+        if not self.enabled:
+            return None
+        download = self._download(force=True)
+        with self._lock:
+            if download is None:  # the old filter missed the gap: stop trusting it
+                self.bloom, self._staged, self._etag = None, None, None
+                self._next_load_at = self._timer()  # retry at the next poll
+                return None
+            self._install_now(download)
+        return download.bloom.seq
+
+
+class SnapshotSource:
+    """Downloads bloom snapshots for a BloomGate (its loader) over one lazily opened client."""
+
+    def __init__(self, store_url: str, token: str | None) -> None:
+        self._url = store_url
+        self._token = token
+        self._client: LabelStoreClient | None = None
+
+    def load(self, etag: str | None, timeout: float) -> BloomDownload | None:
+        client = self._client
+        if client is None:
+            client = self._client = LabelStoreClient(self._url, token=self._token, timeout=timeout)
+        return client.bloom_snapshot(etag, timeout=timeout)
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def after_fork(self) -> None:
+        self._client = None  # the parent's connections are not ours: abandon them
