@@ -100,7 +100,7 @@ class BloomSettings:
 
     enabled: bool = False
     max_staleness: float = 300.0
-    refresh_interval: float = 1.0
+    refresh_interval: float = 300.0  # snapshot reload; the change feed keeps it fresh between
 
 
 @dataclass(frozen=True, slots=True, eq=False)
