@@ -27,6 +27,7 @@ from typing import Any, Final, Literal
 
 from ._errors import ConfigError, SelectorSyntaxError, UnknownSurfaceError
 from ._model import Enforcement
+from ._problems import ProblemCollector, show
 from ._resolver import Resolver
 from ._selector import Selector, format_duration, parse_duration
 
@@ -234,33 +235,11 @@ class EnforcementConfig:
 # ---------------------------------------------------------------------- validation
 
 
-class _Problems:
-    """Collects (path, message) so the whole document is checked in one pass."""
+class _Problems(ProblemCollector):
+    """The SDK config's checks on top of the shared collector."""
 
     def __init__(self) -> None:
-        self.items: list[tuple[str, str]] = []
-
-    def add(self, path: str, message: str) -> None:
-        self.items.append((path, message))
-
-    def raise_if_any(self) -> None:
-        if not self.items:
-            return
-        if len(self.items) == 1:
-            raise ConfigError(self.items[0][1], field=self.items[0][0])
-        lines = "\n".join(f"  {p}: {m}" for p, m in self.items)
-        raise ConfigError(f"{len(self.items)} problems in the SDK config:\n{lines}")
-
-    def table(self, data: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
-        value = data.get(key, {})
-        if not isinstance(value, Mapping):
-            self.add(path, f"must be a table, got {_show(value)}")
-            return {}
-        return value
-
-    def no_extra(self, data: Mapping[str, Any], allowed: tuple[str, ...], prefix: str) -> None:
-        for key in sorted(str(k) for k in data if k not in allowed):
-            self.add(prefix + key, f"unknown key (allowed: {', '.join(sorted(allowed))})")
+        super().__init__("the SDK config")
 
     def duration(self, data: Mapping[str, Any], key: str, path: str, default: float,
                  *, zero_ok: bool) -> float:
@@ -328,10 +307,7 @@ class _Problems:
         return Enforcement[raw.strip().upper()]
 
 
-def _show(value: object) -> str:
-    if isinstance(value, str | int | float | bool):
-        return repr(value)
-    return type(value).__name__
+_show = show
 
 
 _TOP_KEYS: Final = ("version", "surfaces", "cache", "store", "bloom")

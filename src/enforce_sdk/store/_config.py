@@ -24,6 +24,7 @@ from typing import Any
 from .._errors import ConfigError, EntityKeyError
 from .._keys import canonical_key
 from .._model import MAX_METADATA_BYTES
+from .._problems import ProblemCollector, show
 
 DEFAULT_STORAGE_URL = "sqlite:var/labels.db"
 _HEX64_RE = re.compile(r"[0-9a-f]{64}")
@@ -120,12 +121,12 @@ class StoreConfig:
         if not isinstance(data, Mapping):
             raise ConfigError(f"must be a table, got {type(data).__name__}", field="config")
         v.no_extra(data, {"storage", "limits", "feed", "checker", "tokens", "bloom"}, "")
-        storage = _storage(v, v.table(data, "storage"))
-        limits = _limits(v, v.table(data, "limits"))
-        feed = _feed(v, v.table(data, "feed"))
-        checker = _checker(v, v.table(data, "checker"))
+        storage = _storage(v, v.table(data, "storage", "storage"))
+        limits = _limits(v, v.table(data, "limits", "limits"))
+        feed = _feed(v, v.table(data, "feed", "feed"))
+        checker = _checker(v, v.table(data, "checker", "checker"))
         tokens = _tokens(v, data.get("tokens", []))
-        bloom = _bloom(v, v.table(data, "bloom"))
+        bloom = _bloom(v, v.table(data, "bloom", "bloom"))
         v.raise_if_any()
         return cls(storage=storage, limits=limits, feed=feed, checker=checker, tokens=tokens,
                    bloom=bloom)
@@ -136,34 +137,11 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-class _Validator:
-    """Collects problems (path, message) so the whole document is checked in one pass."""
+class _Validator(ProblemCollector):
+    """The store config's checks on top of the shared collector."""
 
     def __init__(self) -> None:
-        self.problems: list[tuple[str, str]] = []
-
-    def fail(self, path: str, message: str) -> None:
-        self.problems.append((path, message))
-
-    def raise_if_any(self) -> None:
-        if not self.problems:
-            return
-        first = self.problems[0][0]
-        if len(self.problems) == 1:
-            raise ConfigError(self.problems[0][1], field=first)
-        lines = "\n".join(f"  {p}: {m}" for p, m in self.problems)
-        raise ConfigError(f"{len(self.problems)} problems in the store config:\n{lines}")
-
-    def table(self, data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-        value = data.get(name, {})
-        if not isinstance(value, Mapping):
-            self.fail(name, f"must be a table, got {_type(value)}")
-            return {}
-        return value
-
-    def no_extra(self, data: Mapping[str, Any], allowed: set[str], prefix: str) -> None:
-        for key in sorted(set(data) - allowed):
-            self.fail(prefix + key, f"unknown key (allowed: {', '.join(sorted(allowed))})")
+        super().__init__("the store config")
 
     def integer(self, data: Mapping[str, Any], key: str, path: str, default: int, *, lo: int,
                 hi: int | None = None) -> int:
@@ -171,11 +149,11 @@ class _Validator:
             return default
         value = data[key]
         if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(path, f"must be an integer, got {_type(value)}")
+            self.add(path, f"must be an integer, got {_type(value)}")
             return default
         if value < lo or (hi is not None and value > hi):
             bound = f">= {lo}" if hi is None else f"in {lo}..{hi}"
-            self.fail(path, f"must be {bound}, got {value}")
+            self.add(path, f"must be {bound}, got {value}")
             return default
         return value
 
@@ -185,10 +163,10 @@ class _Validator:
             return default
         value = data[key]
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            self.fail(path, f"must be a finite number, got {_type(value)}")
+            self.add(path, f"must be a finite number, got {_type(value)}")
             return default
         if value < 0 or (positive and value == 0):
-            self.fail(path, f"must be {'> 0' if positive else '>= 0'}, got {value}")
+            self.add(path, f"must be {'> 0' if positive else '>= 0'}, got {value}")
             return default
         return float(value)
 
@@ -197,20 +175,19 @@ class _Validator:
         if value is None:
             return None
         if not isinstance(value, str) or not value.strip():
-            self.fail(path, f"must be a non-empty string, got {_type(value)}")
+            self.add(path, f"must be a non-empty string, got {_type(value)}")
             return None
         return value
 
 
-def _type(value: object) -> str:
-    return repr(value) if isinstance(value, str | int | float | bool) else type(value).__name__
+_type = show
 
 
 def _storage(v: _Validator, t: Mapping[str, Any]) -> StorageSection:
     v.no_extra(t, {"url"}, "storage.")
     url = v.string(t, "url", "storage.url")
     if url is not None and "://" not in url and not url.startswith("sqlite:"):
-        v.fail("storage.url", f"must be a URL such as sqlite:///abs/path.db, got {url!r}")
+        v.add("storage.url", f"must be a URL such as sqlite:///abs/path.db, got {url!r}")
         url = None
     return StorageSection(url=url or DEFAULT_STORAGE_URL)
 
@@ -254,7 +231,7 @@ def _bloom(v: _Validator, t: Mapping[str, Any]) -> BloomSection:
     v.no_extra(t, {f for f in BloomSection.__dataclass_fields__}, "bloom.")
     fp_rate = v.number(t, "fp_rate", "bloom.fp_rate", d.fp_rate)
     if not fp_rate < 1.0:
-        v.fail("bloom.fp_rate", f"must be in (0, 1), got {fp_rate}")
+        v.add("bloom.fp_rate", f"must be in (0, 1), got {fp_rate}")
         fp_rate = d.fp_rate
     return BloomSection(
         fp_rate=fp_rate,
@@ -268,24 +245,24 @@ def _checker(v: _Validator, t: Mapping[str, Any]) -> CheckerSection:
     v.no_extra(t, {"trusted_entities"}, "checker.")
     raw = t.get("trusted_entities", [])
     if not isinstance(raw, list):
-        v.fail("checker.trusted_entities", f"must be a list of entity keys, got {_type(raw)}")
+        v.add("checker.trusted_entities", f"must be a list of entity keys, got {_type(raw)}")
         return CheckerSection()
     keys: set[str] = set()
     for i, item in enumerate(raw):
         path = f"checker.trusted_entities[{i}]"
         if not isinstance(item, str):
-            v.fail(path, f"must be an entity key string, got {_type(item)}")
+            v.add(path, f"must be an entity key string, got {_type(item)}")
             continue
         try:
             keys.add(canonical_key(item))
         except EntityKeyError as exc:
-            v.fail(path, exc.problem)
+            v.add(path, exc.problem)
     return CheckerSection(trusted_entities=frozenset(keys))
 
 
 def _tokens(v: _Validator, raw: object) -> tuple[TokenEntry, ...]:
     if not isinstance(raw, list):
-        v.fail("tokens", f"must be an array of tables ([[tokens]]), got {_type(raw)}")
+        v.add("tokens", f"must be an array of tables ([[tokens]]), got {_type(raw)}")
         return ()
     out: list[TokenEntry] = []
     names: set[str] = set()
@@ -294,29 +271,29 @@ def _tokens(v: _Validator, raw: object) -> tuple[TokenEntry, ...]:
     for i, item in enumerate(raw):
         p = f"tokens[{i}]."
         if not isinstance(item, Mapping):
-            v.fail(f"tokens[{i}]", f"must be a table, got {_type(item)}")
+            v.add(f"tokens[{i}]", f"must be a table, got {_type(item)}")
             continue
         v.no_extra(item, {"name", "role", "token", "token_sha256"}, p)
         name = v.string(item, "name", p + "name")
         if name is None and "name" not in item:
-            v.fail(p + "name", "is required")
+            v.add(p + "name", "is required")
         elif name is not None and not _TOKEN_NAME_RE.fullmatch(name):
-            v.fail(p + "name", f"must match [A-Za-z0-9_.-@]{{1,64}}, got {name!r}")
+            v.add(p + "name", f"must match [A-Za-z0-9_.-@]{{1,64}}, got {name!r}")
             name = None
         elif name is not None and name in names:
-            v.fail(p + "name", f"duplicate token name {name!r}")
+            v.add(p + "name", f"duplicate token name {name!r}")
             name = None
         role_raw = item.get("role")
         role = None
         if role_raw is None:
-            v.fail(p + "role", f"is required (one of {roles})")
+            v.add(p + "role", f"is required (one of {roles})")
         elif not isinstance(role_raw, str) or role_raw.strip().upper() not in Role.__members__:
-            v.fail(p + "role", f"must be one of {roles}, got {_type(role_raw)}")
+            v.add(p + "role", f"must be one of {roles}, got {_type(role_raw)}")
         else:
             role = Role[role_raw.strip().upper()]
         digest = _token_digest(v, item, p)
         if digest is not None and digest in digests:
-            v.fail(p + "token", "the same token is configured twice")
+            v.add(p + "token", "the same token is configured twice")
             digest = None
         if name is None or role is None or digest is None:
             continue
@@ -329,16 +306,16 @@ def _tokens(v: _Validator, raw: object) -> tuple[TokenEntry, ...]:
 def _token_digest(v: _Validator, item: Mapping[str, Any], p: str) -> str | None:
     has_plain, has_hash = "token" in item, "token_sha256" in item
     if has_plain == has_hash:
-        v.fail(p + "token_sha256", "exactly one of token_sha256 or token (development only) is required")
+        v.add(p + "token_sha256", "exactly one of token_sha256 or token (development only) is required")
         return None
     if has_hash:
         digest = item["token_sha256"]
         if not isinstance(digest, str) or not _HEX64_RE.fullmatch(digest.strip().lower()):
-            v.fail(p + "token_sha256", "must be 64 hex characters (sha256 of the token)")
+            v.add(p + "token_sha256", "must be 64 hex characters (sha256 of the token)")
             return None
         return digest.strip().lower()
     plain = item["token"]
     if not isinstance(plain, str) or len(plain) < 8 or plain != plain.strip():
-        v.fail(p + "token", "must be a string of at least 8 characters without surrounding spaces")
+        v.add(p + "token", "must be a string of at least 8 characters without surrounding spaces")
         return None
     return hash_token(plain)
