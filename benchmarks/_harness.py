@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import platform
+import sqlite3
+import statistics
 import sys
+import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -46,12 +51,43 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     return {
+        "load_average_1_5_15": list(os.getloadavg()),  # other work on the host skews figures
+        "sqlite": sqlite3.sqlite_version,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpu": cpu,
         "cpus": os.cpu_count(),
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "versions": versions,
+    }
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """The q-quantile of already sorted values (nearest rank)."""
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+def time_calls(fn: Callable[[int], object], rounds: int, warmup: int = 1) -> dict[str, float]:
+    """Time `rounds` sequential calls fn(i) after `warmup` untimed ones: microseconds, calls/s."""
+    for i in range(warmup):  # connections, caches
+        fn(i)
+    gc.collect()
+    samples: list[float] = []
+    clock = time.perf_counter
+    start = clock()
+    for i in range(rounds):
+        t = clock()
+        fn(i)
+        samples.append(clock() - t)
+    total = clock() - start
+    samples.sort()
+    return {
+        "rounds": rounds,
+        "per_s": rounds / total,
+        "p50_us": percentile(samples, 0.50) * 1e6,
+        "p99_us": percentile(samples, 0.99) * 1e6,
+        "median_us": statistics.median(samples) * 1e6,
     }
 
 

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,7 @@ from tests.fixtures.redis_cluster import (  # noqa: E402
 from tests.fixtures.store_server import StoreServerProcess, StoreServerStartError  # noqa: E402
 
 from benchmarks._harness import machine_info, write_results  # noqa: E402
+from benchmarks._harness import time_calls as _latencies  # noqa: E402
 
 FULL = os.environ.get("ENFORCE_BENCH_FULL") == "1"
 N = 200_000 if FULL else 3_000
@@ -67,25 +68,8 @@ IMPORT_BATCH = 1000
 RESULTS: dict[str, Any] = {}
 
 
-def _percentile(sorted_values: list[float], q: float) -> float:
-    return sorted_values[min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))]
 
 
-def _latencies(fn: Callable[[int], object], rounds: int) -> dict[str, float]:
-    """Time `rounds` sequential calls: medians and p99 in microseconds, calls per second."""
-    fn(0)
-    gc.collect()
-    samples: list[float] = []
-    clock = time.perf_counter
-    start = clock()
-    for i in range(rounds):
-        t = clock()
-        fn(i)
-        samples.append(clock() - t)
-    total = clock() - start
-    samples.sort()
-    return {"rounds": rounds, "per_s": rounds / total, "median_us": statistics.median(samples) * 1e6,
-            "p99_us": _percentile(samples, 0.99) * 1e6}
 
 
 def _import(storage: LabelStorage, labels: list[Label]) -> dict[str, float]:

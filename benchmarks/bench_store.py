@@ -17,16 +17,13 @@ from __future__ import annotations
 import gc
 import json
 import os
-import platform
 import socket
-import sqlite3
 import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +40,10 @@ if str(ROOT) not in sys.path:  # the server harness lives with the test fixtures
 
 from tests.fixtures.store_server import StoreServerProcess, StoreServerStartError  # noqa: E402
 
+from benchmarks._harness import machine_info  # noqa: E402
+from benchmarks._harness import percentile as _percentile  # noqa: E402
+from benchmarks._harness import time_calls as _latencies  # noqa: E402
+
 FULL = os.environ.get("ENFORCE_BENCH_FULL") == "1"
 N = 1_000_000 if FULL else 20_000
 READ_ROUNDS = 3000 if FULL else 40
@@ -58,32 +59,8 @@ BENCH_LIMITS = {"max_batch_labels": IMPORT_BATCH, "max_batch_keys": 1000,
 RESULTS: dict[str, Any] = {}
 
 
-def _percentile(sorted_values: list[float], q: float) -> float:
-    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
-    return sorted_values[index]
 
 
-def _latencies(fn: Callable[[int], object], rounds: int, warmup: int = 1) -> dict[str, float]:
-    """Time `rounds` sequential calls after `warmup` untimed ones; microseconds and calls/s."""
-    for i in range(warmup):  # connections, the page cache, SQLite's cache
-        fn(i)
-    gc.collect()
-    samples: list[float] = []
-    clock = time.perf_counter
-    start = clock()
-    for i in range(rounds):
-        t = clock()
-        fn(i)
-        samples.append(clock() - t)
-    total = clock() - start
-    samples.sort()
-    return {
-        "rounds": rounds,
-        "per_s": rounds / total,
-        "p50_us": _percentile(samples, 0.50) * 1e6,
-        "p99_us": _percentile(samples, 0.99) * 1e6,
-        "median_us": statistics.median(samples) * 1e6,
-    }
 
 
 def _start(workdir: Path, **sections: dict[str, Any]) -> StoreServerProcess:
@@ -138,25 +115,12 @@ def _write_summary() -> Iterator[None]:
         return
     RESULTS["config"] = {"full": FULL, "n": N, "batch_keys": BATCH_KEYS,
                          "labeled_per_batch": LABELED_PER_BATCH, "import_batch": IMPORT_BATCH}
-    RESULTS["machine"] = _machine()
+    RESULTS["machine"] = machine_info()
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps(RESULTS, indent=2, sort_keys=True) + "\n")
     print("\n" + _table(RESULTS) + f"\nwritten to {OUT}")
 
 
-def _machine() -> dict[str, Any]:
-    versions: dict[str, str | None] = {}
-    for dist in ("enforce-sdk", "httpx", "starlette", "uvicorn", "h11", "anyio", "msgpack"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = None
-    versions["sqlite"] = sqlite3.sqlite_version
-    return {"platform": platform.platform(), "machine": platform.machine(),
-            "load_average_1_5_15": list(os.getloadavg()),  # other work on the host skews figures
-            "processor": platform.processor(), "cpu_count": os.cpu_count(),
-            "python": platform.python_version(), "implementation": platform.python_implementation(),
-            "packages": versions}
 
 
 def _table(r: dict[str, Any]) -> str:
