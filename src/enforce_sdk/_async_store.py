@@ -18,12 +18,12 @@ from typing import Literal
 import httpx
 
 from . import _wire
-from ._errors import InvalidInputError
 from ._model import Label
 from ._store_client import (
     DEFAULT_MAX_BATCH_KEYS,
     _parsing,
     _translate_errors,
+    connection_settings,
     decode_response,
     parse_query,
 )
@@ -44,17 +44,8 @@ class AsyncLabelStoreReader:
         transport: httpx.AsyncBaseTransport | None = None,
         max_batch_keys: int = DEFAULT_MAX_BATCH_KEYS,
     ) -> None:
-        if wire not in ("msgpack", "json"):
-            raise InvalidInputError(f"must be 'msgpack' or 'json', got {wire!r}", field="wire")
-        if max_batch_keys < 1:
-            raise InvalidInputError("must be >= 1", field="max_batch_keys")
-        self.url = url.rstrip("/")
-        self._fmt: _wire.Format = wire
+        self.url, self._fmt, headers = connection_settings(url, token, wire, max_batch_keys)
         self.max_batch_keys = max_batch_keys
-        media = _wire.media_type(wire)
-        headers = {"Accept": media, "Content-Type": media}
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
         self._http = httpx.AsyncClient(
             base_url=self.url, headers=headers, timeout=timeout, transport=transport
         )

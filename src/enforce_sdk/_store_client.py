@@ -198,6 +198,24 @@ def entity_path(prefix: str, entity: str) -> str:
     return prefix + quote(entity, safe=":@")
 
 
+def connection_settings(
+    url: str, token: str | None, wire: str, max_batch_keys: int
+) -> tuple[str, _wire.Format, dict[str, str]]:
+    """Validate what every store client is built from; (base URL, body format, headers)."""
+    if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
+        raise InvalidInputError(f"must be an http:// or https:// URL, got {url!r}", field="url")
+    if wire not in ("msgpack", "json"):
+        raise InvalidInputError(f"must be 'msgpack' or 'json', got {wire!r}", field="wire")
+    if max_batch_keys < 1:
+        raise InvalidInputError("must be >= 1", field="max_batch_keys")
+    fmt: _wire.Format = "msgpack" if wire == "msgpack" else "json"
+    media = _wire.media_type(fmt)
+    headers = {"Accept": media, "Content-Type": media}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return url.rstrip("/"), fmt, headers
+
+
 class LabelStoreClient:
     """Synchronous client of one Label Store. Use as a context manager or call close()."""
 
@@ -212,21 +230,12 @@ class LabelStoreClient:
         max_batch_keys: int = DEFAULT_MAX_BATCH_KEYS,
         max_batch_labels: int = DEFAULT_MAX_BATCH_LABELS,
     ) -> None:
-        if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
-            raise InvalidInputError(f"must be an http:// or https:// URL, got {url!r}", field="url")
-        if wire not in ("msgpack", "json"):
-            raise InvalidInputError(f"must be 'msgpack' or 'json', got {wire!r}", field="wire")
-        if max_batch_keys < 1 or max_batch_labels < 1:
-            raise InvalidInputError("batch sizes must be >= 1", field="max_batch_keys")
-        self.url = url.rstrip("/")
-        self._fmt: _wire.Format = wire
+        self.url, self._fmt, headers = connection_settings(url, token, wire, max_batch_keys)
+        if max_batch_labels < 1:
+            raise InvalidInputError("must be >= 1", field="max_batch_labels")
         self._timeout = timeout
         self.max_batch_keys = max_batch_keys
         self.max_batch_labels = max_batch_labels
-        media = _wire.media_type(wire)
-        headers = {"Accept": media, "Content-Type": media}
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout,
                                   transport=transport)
 
