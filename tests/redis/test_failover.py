@@ -36,7 +36,9 @@ LAG = 0.8  # seconds the victim's replica is stopped before the master is killed
 
 @pytest.fixture
 def own_cluster(tmp_path: Path) -> Iterator[ClusterHarness]:
-    harness = start_cluster(tmp_path / "cluster", node_timeout_ms=1000)
+    # Short enough for a quick failover, long enough that a loaded CI machine does not
+    # trigger a spurious one during the load that precedes the kill.
+    harness = start_cluster(tmp_path / "cluster", node_timeout_ms=2000)
     try:
         yield harness
     finally:
@@ -107,6 +109,7 @@ def test_acknowledged_writes_survive_kill9_of_a_master(
         for thread in load.threads:
             thread.start()
         load.wait_for(60, deadline)
+        own_cluster.wait_healthy(deadline - time.monotonic())  # every master has its replica
         feed_port = master_port_of(storage, storage._k_seq)
         port = feed_port if victim == "feed-master" else next(
             p for p in own_cluster.master_ports() if p != feed_port)
