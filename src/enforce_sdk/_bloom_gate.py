@@ -38,7 +38,7 @@ import numpy as np
 from ._bloom import BloomFilter
 from ._config import BloomSettings
 from ._errors import EnforceError, EntityKeyError, InvalidInputError
-from ._keys import canonical_key
+from ._keys import FAST_CANONICAL_PATTERN, MAX_KEY_ID_LENGTH, canonical_key
 from ._stats import Stats
 from ._store_client import BloomDownload, LabelStoreClient
 from .store._storage import ChangeRecord
@@ -52,8 +52,7 @@ SnapshotLoader = Callable[[str | None, float], BloomDownload | None]
 # normalisation (not domain), or an image key already in lower-case hex. The filter holds
 # canonical keys, so "absent as sent" is conclusive only for these (others are checked one
 # by one). Ids cannot contain a newline, so a page joined by newlines is matched in one call.
-_CANONICAL = (r"(?:image:[0-9a-f]{1,256}"
-              r"|(?!domain:|image:)[a-z][a-z0-9_]{0,31}:[^\s\x00-\x1f\x7f]{1,256})")
+_CANONICAL = rf"(?:image:[0-9a-f]{{1,{MAX_KEY_ID_LENGTH}}}|{FAST_CANONICAL_PATTERN})"
 CANONICAL_RE = re.compile(_CANONICAL)
 # A page whose lines are canonical or domain keys (those are then checked one by one).
 _DOMAIN = r"domain:[^\n]*"

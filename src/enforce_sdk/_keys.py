@@ -3,10 +3,13 @@
 Canonical form:
 - surrounding whitespace is stripped; the kind is lower-cased and must match
   `[a-z][a-z0-9_]{0,31}`;
-- the id is 1..256 characters with no whitespace or control characters;
-- `domain:` ids are reduced to the registrable domain by the Public Suffix List
-  (ICANN and private sections), lower-cased and IDNA-encoded; a bare public
-  suffix is rejected; IP literals are kept in their compressed form;
+- the id is 1..256 characters with no whitespace, control characters or lone
+  surrogates (it must encode as UTF-8);
+- `domain:` ids are host names: lower-cased and IDNA-encoded, dot-separated
+  labels of letters, digits, `-` and `_` (1..63 each, 253 in all; no port, path
+  or query), reduced to the registrable domain by the Public Suffix List (ICANN
+  and private sections); a bare public suffix is rejected; IP literals are kept
+  in their compressed form;
 - `image:` ids (content signatures) are lower-cased;
 - every other kind keeps its id as given (ids are case-sensitive).
 """
@@ -23,12 +26,18 @@ from publicsuffixlist import PublicSuffixList
 from ._errors import EntityKeyError
 
 MAX_KEY_ID_LENGTH = 256
-_KIND_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
-_ID_RE = re.compile(rf"[^\s\x00-\x1f\x7f]{{1,{MAX_KEY_ID_LENGTH}}}")
+KIND_PATTERN = r"[a-z][a-z0-9_]{0,31}"
+# One character of an id: no whitespace, no control character, no lone surrogate.
+ID_CHAR_PATTERN = r"[^\s\x00-\x1f\x7f\ud800-\udfff]"
+_KIND_RE = re.compile(KIND_PATTERN)
+_ID_RE = re.compile(rf"{ID_CHAR_PATTERN}{{1,{MAX_KEY_ID_LENGTH}}}")
 # Already-canonical keys of kinds with no special normalisation take this path.
-_FAST_RE = re.compile(
-    rf"(?!domain:|image:)[a-z][a-z0-9_]{{0,31}}:[^\s\x00-\x1f\x7f]{{1,{MAX_KEY_ID_LENGTH}}}"
+FAST_CANONICAL_PATTERN = (
+    rf"(?!domain:|image:){KIND_PATTERN}:{ID_CHAR_PATTERN}{{1,{MAX_KEY_ID_LENGTH}}}"
 )
+_FAST_RE = re.compile(FAST_CANONICAL_PATTERN)
+_HOST_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_HOST_RE = re.compile(rf"(?=.{{1,253}}\Z)(?:{_HOST_LABEL}\.)*{_HOST_LABEL}")
 
 _psl: PublicSuffixList | None = None
 
@@ -52,6 +61,12 @@ def _canonical_domain(raw: str) -> str:
         host = host.encode("idna").decode("ascii")
     except UnicodeError as exc:
         raise EntityKeyError(f"domain {raw!r} is not a valid host name", field="entity") from exc
+    if not _HOST_RE.fullmatch(host):
+        raise EntityKeyError(
+            f"domain {raw!r} is not a valid host name (dot-separated labels of letters, digits,"
+            " '-' and '_'; no port, path or query: use domain_key_from_url for a URL)",
+            field="entity",
+        )
     registrable = _public_suffix_list().privatesuffix(host)
     if registrable is None:
         raise EntityKeyError(
@@ -74,7 +89,8 @@ def _canonical_slow(raw: str) -> str:
         return _canonical_domain(ident)
     if not _ID_RE.fullmatch(ident):
         raise EntityKeyError(
-            f"id of {raw!r} must be 1..{MAX_KEY_ID_LENGTH} characters without whitespace",
+            f"id of {raw!r} must be 1..{MAX_KEY_ID_LENGTH} characters without whitespace,"
+            " control characters or lone surrogates",
             field="entity",
         )
     if kind == "image":

@@ -25,6 +25,7 @@ MAX_METADATA_BYTES = 4096  # hard model limit; the store may configure a lower o
 _NAME_RE = re.compile(r"[A-Za-z0-9_.\-@]{1,64}")
 _REASON_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _META_KEY_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1  # what every backend and msgpack carry
 MetadataValue = str | int | float | bool | None
 
 
@@ -219,7 +220,7 @@ class Label:
                 else parse_time(data["expires_at"], "expires_at")
             ),
             confidence=data.get("confidence"),
-            metadata=data.get("metadata") or {},
+            metadata={} if data.get("metadata") is None else data["metadata"],
         )
 
 
@@ -301,10 +302,26 @@ def _check_metadata(meta: object) -> Mapping[str, MetadataValue]:
             )
         if isinstance(value, float) and not math.isfinite(value):
             raise LabelValidationError(f"value of {key!r} must be finite", field="metadata")
+        if type(value) is int and not _INT64_MIN <= value <= _INT64_MAX:
+            raise LabelValidationError(
+                f"value of {key!r} must fit in a signed 64-bit integer", field="metadata"
+            )
+        if isinstance(value, str) and not _encodes(value):
+            raise LabelValidationError(
+                f"value of {key!r} is not valid Unicode text (lone surrogate)", field="metadata"
+            )
         clean[key] = value
     if clean and metadata_size(clean) > MAX_METADATA_BYTES:
         raise LabelValidationError(f"larger than {MAX_METADATA_BYTES} bytes", field="metadata")
     return _FrozenDict(clean)
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def metadata_size(meta: Mapping[str, MetadataValue]) -> int:

@@ -38,6 +38,13 @@ def test_canonical_forms(raw: str, canonical: str) -> None:
         ("domain:co.uk", "public suffix"),
         ("domain:", "empty domain"),
         ("pin:" + "x" * 257, "id"),
+        ("pin:\ud800", "lone surrogates"),
+        ("domain:exa mple.com", "not a valid host name"),
+        ("domain:ex\x00ample.com", "not a valid host name"),
+        ("domain:example.com:8080", "no port"),
+        ("domain:example.com/x?y=1", "not a valid host name"),
+        ("domain:-example.com", "not a valid host name"),
+        ("domain:" + "a" * 64 + ".com", "not a valid host name"),
     ],
 )
 def test_malformed_keys_name_the_problem(raw: str, fragment: str) -> None:

@@ -52,6 +52,11 @@ def test_from_dict_canonicalises_and_round_trips() -> None:
         ({"source": "review_tool"}, "source", "object"),
         ({"metadata": {"k": [1, 2]}}, "metadata", "string, number"),
         ({"metadata": {"k": "v" * 5000}}, "metadata", "larger than"),
+        ({"metadata": {"k": 2**63}}, "metadata", "64-bit"),
+        ({"metadata": {"k": -(2**63) - 1}}, "metadata", "64-bit"),
+        ({"metadata": {"k": "\udfff"}}, "metadata", "surrogate"),
+        ({"metadata": []}, "metadata", "must be an object"),
+        ({"metadata": 0}, "metadata", "must be an object"),
         ({"colour": "red"}, "label", "unknown field"),
     ],
 )
@@ -85,7 +90,7 @@ _times = st.datetimes(
 _meta_values = st.one_of(
     st.none(),
     st.booleans(),
-    st.integers(min_value=-(2**53), max_value=2**53),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=20),
 )

@@ -97,6 +97,11 @@ LABEL_CASES = [
     ("missing created_at", {k: v for k, v in GOOD.items() if k != "created_at"}, "created_at",
      "required"),
     ("naive time", {**GOOD, "created_at": "2026-01-01T00:00:00"}, "created_at", "time zone"),
+    ("metadata int past 64 bits", {**GOOD, "metadata": {"n": 10**30}}, "metadata", "64-bit"),
+    ("metadata lone surrogate", {**GOOD, "metadata": {"a": "\ud800"}}, "metadata", "surrogate"),
+    ("metadata not an object", {**GOOD, "metadata": False}, "metadata", "must be an object"),
+    ("entity lone surrogate", {**GOOD, "entity": "pin:\ud800"}, "entity", "surrogate"),
+    ("domain with a port", {**GOOD, "entity": "domain:example.com:8080"}, "entity", "no port"),
 ]
 
 
