@@ -242,6 +242,10 @@ def test_memory(setup: Setup) -> None:
     }
     fp = sum(k in bloom for k in setup.unlabeled) / max(1, len(setup.unlabeled))
     RESULTS["memory"]["measured_fp_on_stream"] = fp
+    labeled = list(setup.blocklist)
+    assert all(k in bloom for k in labeled[:: max(1, len(labeled) // 10_000)])  # no false negative
+    assert fp <= 3 * bloom.estimated_fp + 0.01
+    assert blocklist_bytes > bloom.size_bytes
 
 
 def test_blocklist(setup: Setup) -> None:
