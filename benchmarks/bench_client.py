@@ -1,7 +1,8 @@
 """EnforcementClient on a mostly-unlabeled Zipf stream, beside the old blocklist and a no-cache client.
 
-The store holds N labels (1,000,000 with ENFORCE_BENCH_FULL=1, else 20,000) on
-SQLite behind the real HTTP service. The check stream (sample.universe_keys) is
+The store holds labels on N distinct entities (1,000,000 with
+ENFORCE_BENCH_FULL=1, else 16,000; popular entities carry labels from several
+sources) on SQLite behind the real HTTP service. The check stream (sample.universe_keys) is
 95% keys with no label, Zipf-skewed. Measured side by side in one run:
 
 - client: check() per key (cold pass, then warm), check_many() in pages of 100;
@@ -45,7 +46,7 @@ from tests.fixtures.store_server import StoreServerProcess  # noqa: E402
 from benchmarks._harness import deep_size, machine_info, write_results  # noqa: E402
 
 FULL = os.environ.get("ENFORCE_BENCH_FULL") == "1"
-N_LABELS = 1_000_000 if FULL else 20_000
+N_ENTITIES = 1_000_000 if FULL else 16_000
 CHECKS = 200_000 if FULL else 20_000
 NO_CACHE_CHECKS = 2_000 if FULL else 200
 PAGE = 100
@@ -60,9 +61,11 @@ RESULTS: dict[str, Any] = {}
 
 class Setup:
     def __init__(
-        self, server: StoreServerProcess, blocklist: dict[str, Enforcement], stream: list[str]
+        self, server: StoreServerProcess, blocklist: dict[str, Enforcement], stream: list[str],
+        labels: int,
     ):
         self.server = server
+        self.labels = labels
         self.blocklist = blocklist
         self.stream = stream
 
@@ -76,7 +79,11 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     storage = SQLiteStorage(server.db_path)
     blocklist: dict[str, Enforcement] = {}
     batch: list[PutOp] = []
-    for label in sample_labels(N_LABELS, seed=7):
+    labels = 0
+    for label in sample_labels(2 * N_ENTITIES, seed=7):
+        if label.entity not in blocklist and len(blocklist) == N_ENTITIES:
+            break
+        labels += 1
         blocklist[label.entity] = max(
             blocklist.get(label.entity, Enforcement.ALLOW), label.enforcement
         )
@@ -87,10 +94,11 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     if batch:
         storage.apply(batch, actor="bench", now=batch[-1].label.created_at)
     storage.close()
+    assert len(blocklist) == N_ENTITIES
     stream = universe_keys(CHECKS, 0.05, seed=7, labeled=sorted(blocklist))
     server.start()
     try:
-        yield Setup(server, blocklist, stream)
+        yield Setup(server, blocklist, stream, labels)
     finally:
         server.kill()
 
@@ -210,7 +218,8 @@ def test_report(setup: Setup) -> None:
         / RESULTS["client_scalar"]["warm_median_ns"],
     }
     RESULTS["setup"] = {
-        "labels": N_LABELS,
+        "labeled_entities": N_ENTITIES,
+        "labels": setup.labels,
         "checks": CHECKS,
         "labeled_fraction": 0.05,
         "full": FULL,
