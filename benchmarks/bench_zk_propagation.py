@@ -1,8 +1,8 @@
 """Config propagation through ZooKeeper: push -> applied on 8 SDK processes; idle cost.
 
-(a) propagation: 8 worker processes (multiprocessing, spawn) each run a
-    ZooKeeperConfigSource and report when `on_update` received each version
-    (CLOCK_MONOTONIC, shared by processes on Linux). The parent pushes with
+(a) propagation: 8 worker processes (multiprocessing, spawn) each run an
+    EnforcementClient on a ZooKeeperConfigSource and report when the client
+    had swapped each version in (CLOCK_MONOTONIC, shared by processes on Linux). The parent pushes with
     ZooKeeperConfigStore.push (validate, compare-and-set transaction with the
     history node) and, after each push, waits until all 8 report it. Latency =
     applied time - time just before push(); p50/p99 over every (push, worker)
@@ -76,22 +76,45 @@ def _document(version: int) -> dict[str, Any]:
 # -- worker processes (spawned: must be importable, no state from the parent) ----------------
 
 
+class _NoLabels:
+    """The worker's store: nothing is labeled (only config propagation is measured)."""
+
+    def get_many(self, keys: list[str]) -> dict[str, list[Any]]:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
 def _source_worker(wid: int, hosts: str, cache: str, out: Any, stop: Any) -> None:
-    """Run one ZooKeeperConfigSource; report (wid, version, applied monotonic time)."""
+    """Run an EnforcementClient on a ZooKeeperConfigSource; report (wid, version, time).
+
+    The time is taken right after the client swapped the version in (its own
+    callback has returned), so it covers ZooKeeper, validation and the swap.
+    """
+    from enforce_sdk import EnforcementClient
     from enforce_sdk._zk_source import ZooKeeperConfigSource
 
-    def on_update(config: Any, meta: Any) -> None:
-        out.put((wid, config.version, time.monotonic()))
+    class TimedSource(ZooKeeperConfigSource):
+        def start(self, on_update: Any) -> Any:
+            def timed(config: Any, meta: Any) -> None:
+                on_update(config, meta)
+                out.put((wid, config.version, time.monotonic()))
 
-    source = ZooKeeperConfigSource(hosts, ROOT, cache_path=cache, timeout=10.0)
-    config, _ = source.start(on_update)
-    out.put((wid, config.version, time.monotonic()))
+            return super().start(timed)
+
+    source = TimedSource(hosts, ROOT, cache_path=cache, timeout=10.0)
+    client = EnforcementClient("http://127.0.0.1:9", source, store=_NoLabels(),
+                               follow_changes=False)
+    assert client.check("pin:1", "home_feed").visible
+    out.put((wid, client.config.version, time.monotonic()))
     stop.wait()
-    source.close()
+    client.close()
 
 
 def _idle_baseline_worker(wid: int, hosts: str, cache: str, out: Any, stop: Any) -> None:
     """The same imports, no source: what a watcher adds is measured against this."""
+    import enforce_sdk
     import enforce_sdk._zk_source  # noqa: F401
 
     out.put((wid, 0, time.monotonic()))
