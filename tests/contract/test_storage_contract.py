@@ -395,6 +395,19 @@ def test_changes_are_ascending_limited_and_carry_head(storage: LabelStorage) -> 
     assert [c.at for c in everything] == [T0 + timedelta(seconds=i + 1) for i in range(10)]
 
 
+def test_a_position_past_the_head_gets_an_empty_page_naming_the_head(
+    storage: LabelStorage,
+) -> None:
+    """The service answers such a position 410 (reload): the store went back, e.g. a
+    restored backup or a failover, and numbers above its head may be issued again."""
+    apply(storage, put(label("pin:1")), put(label("pin:2")))
+    head = storage.head_seq()
+    page = storage.changes(head + 3)
+    assert (page.changes, page.head, page.oldest) == ([], head, 1)
+    apply(storage, put(label("pin:3")))
+    assert [c.seq for c in storage.changes(head).changes] == [head + 1]
+
+
 def test_labeled_says_whether_the_entity_has_an_active_label_after_the_change(
     storage: LabelStorage,
 ) -> None:

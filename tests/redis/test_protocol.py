@@ -18,6 +18,7 @@ from redis.crc import key_slot
 from enforce_sdk import ConfigError, InvalidInputError, StorageError
 from enforce_sdk.store._backends import open_storage
 from enforce_sdk.store._redis_cluster import RedisClusterStorage, parse_nodes
+from enforce_sdk.store._redis_cluster_conn import NotReplicatedError
 from enforce_sdk.store._storage import Action, LabelStatus, LabelStorage, Outcome
 from tests.contract._labels import ACTOR, HUMAN, MODEL, T0, delete, label, put
 from tests.fixtures.redis_cluster import ClusterHarness, drop_namespace
@@ -138,6 +139,41 @@ def test_writer_dying_before_commit_leaves_nothing_and_its_locks_expire(
     monkeypatch.undo()
     assert dead._commit_feed(txid, lock_ms, plan) == -1
     assert reader.head_seq() == 1
+
+
+def test_a_commit_not_acknowledged_by_a_replica_is_not_applied_until_it_is(
+    redis_cluster_storage_factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit ran on the feed master but its WAIT failed: it may be lost in a
+    failover (and its numbers reissued), so nothing may act on it yet: no label
+    row, no change record served, no head. Once a later WAIT covers it, it is
+    applied whole."""
+    writer, reader = _open(redis_cluster_storage_factory), _open(redis_cluster_storage_factory)
+    entities = entities_on_every_master(writer, per_master=1)
+    real = writer._commit_feed
+
+    def unreplicated(*args: Any) -> int:
+        real(*args)
+        raise NotReplicatedError("apply (commit): write not acknowledged by 1 replica(s)")
+
+    monkeypatch.setattr(writer, "_commit_feed", unreplicated)
+    with pytest.raises(StorageError, match="not acknowledged"):
+        writer.apply([put(label(e, reason="unacked")) for e in entities], actor=ACTOR, now=T0)
+    monkeypatch.undo()
+    assert writer._io.cluster.get(writer._k_seq) == str(len(entities)).encode()  # committed
+    assert reader.head_seq() == 0
+    assert reader.get_many(entities) == {}
+    assert reader.changes(0).changes == []
+    assert all(reader.history(e) == [] for e in entities)
+    raw = [writer._io.cluster.hget(writer._k_entity(e), "s:" + MODEL.key) for e in entities]
+    assert raw == [None] * len(entities)  # not materialised on the entity masters either
+    # A later commit's WAIT covers it (offsets): both become visible, in order.
+    assert writer.apply([put(label("pin:later"))], actor=ACTOR, now=T0) == [Outcome.WRITTEN]
+    assert reader.head_seq() == len(entities) + 1
+    got = reader.get_many(entities)
+    assert sorted(got) == sorted(entities)
+    assert {s.seq for v in got.values() for s in v} == set(range(1, len(entities) + 1))
+    assert [c.entity for c in reader.changes(0).changes] == [*entities, "pin:later"]
 
 
 def test_a_lock_left_by_a_finished_batch_is_dropped(

@@ -258,6 +258,22 @@ def test_feed_past_retention_is_410(store_server_factory: StoreServerFactory) ->
         assert c.get_many(["pin:1"]) == {"pin:1": [label("pin:1")]}  # labels are not pruned
 
 
+def test_feed_position_past_the_head_is_410(store_server: StoreServerProcess,
+                                             writer: LabelStoreClient) -> None:
+    """A follower ahead of the store (restored from a backup, or changes lost in a
+    failover) must reload, or it would skip the numbers handed out again."""
+    writer.put([label("pin:1"), label("pin:2")])
+    head = writer.changes(0).head
+    with pytest.raises(FeedTooOldError) as info:
+        writer.changes(head + 1)
+    assert info.value.status == 410
+    assert info.value.detail["error"] == "too_old"
+    assert info.value.detail["head"] == head
+    with pytest.raises(FeedTooOldError):
+        writer.changes(head + 5, wait=5)  # a long-poll too: no empty page after the wait
+    assert writer.changes(head, wait=0).changes == []  # the head itself is a valid position
+
+
 def test_health_and_readiness(store_server: StoreServerProcess, writer: LabelStoreClient) -> None:
     assert writer.health() == {"schema": 1, "status": "ok"}
     assert writer.ready() is True

@@ -409,6 +409,7 @@ class LabelStoreService:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while True:
+            seen = self.watcher.version  # before the read: a change after it is news
             page: ChangePage = await run_in_threadpool(self.storage.changes, after, limit=limit)
             if after < page.oldest - 1:
                 raise _Problem(
@@ -417,11 +418,24 @@ class LabelStoreService:
                     f"{page.oldest}); reload a snapshot",
                     field="after", extra={"oldest": page.oldest, "head": page.head},
                 )
+            if after > page.head:
+                # The store went back (restored from a backup, or changes lost in a
+                # failover): numbers above the head may be handed out again, so a
+                # reader that goes on from here would skip them. Same answer: reload.
+                raise _Problem(
+                    410, "too_old",
+                    f"position {after} is past the store's head {page.head} (the store went "
+                    "back, e.g. restored or failed over); reload a snapshot",
+                    field="after", extra={"oldest": page.oldest, "head": page.head},
+                )
             self.watcher.advance(page.head)
             remaining = deadline - loop.time()
             if page.changes or remaining <= 0:
                 break
-            if not await self.watcher.wait_past(max(after, page.head), remaining):
+            # Nothing past page.head: wait for the head to pass it *after* this read, so
+            # a head this process still believes higher (it went back) is no reason to
+            # read again at once.
+            if not await self.watcher.wait_past(page.head, remaining, since=seen):
                 break
         return _respond(request, {
             "changes": [

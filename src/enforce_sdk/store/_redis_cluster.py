@@ -8,18 +8,30 @@ marker that exists while E has an active label. Per namespace, under the hash
 tag `{<ns>}` (the *feed slot*): the sequence counter, the change feed, the
 label counts, the pending-review index and the batch journal.
 
-A batch commits in three steps, each atomic on its slot (Lua):
+A batch commits in four steps, each atomic on its slot (Lua):
   1. prepare  - lock every entity the batch touches, if its version is still
                 the one the batch was planned against;
   2. commit   - on the feed slot: allocate the batch's sequence numbers, append
-                its change records and journal its per-entity effects. This is
-                the commit point: sequence order is commit order;
-  3. materialise - per entity, apply the journaled effects and drop the lock.
-A reader that meets a lock of a committed batch rolls it forward from the
+                its change records and journal its per-entity effects.
+                Sequence order is commit order;
+  3. publish  - once a replica acknowledged the commit, raise the durable head
+                over it (below). This is the commit point for readers;
+  4. materialise - per entity, apply the journaled effects and drop the lock.
+A reader that meets a lock of a published batch rolls it forward from the
 journal; a lock of a batch that never committed is ignored by readers and
 aborted by a writer once older than `lock_timeout`. So a batch is all or
 nothing for readers and across crashes. Acknowledged writes were replicated
 (WAIT) at each step before `apply` returns.
+
+Durable head. Replication is asynchronous, so a commit can sit on the feed
+master unreplicated (its WAIT failed) and vanish in a failover, its numbers
+handed out again. So nothing is served from, or materialised on behalf of, a
+commit until it is known replicated: `<ns>:f:{<ns>}:dur` holds the highest
+sequence number known replicated, raised (max) only after a successful WAIT
+covering it (WAIT counts replication offsets, so every earlier commit on that
+master is covered too). `head_seq`, the feed, `get_many`'s snapshot and every
+roll-forward use it, not the counter; a batch above it is treated like one
+that has not committed yet.
 """
 
 from __future__ import annotations
@@ -131,6 +143,7 @@ class RedisClusterStorage(LabelStorage):
                                     retry_timeout=retry_timeout, timer=timer, sleep=sleep)
         feed = f"{namespace}:f:{{{namespace}}}"
         self._k_seq = f"{feed}:seq"
+        self._k_dur = f"{feed}:dur"
         self._k_chg = f"{feed}:chg"
         self._k_cnt = f"{feed}:cnt"
         self._k_pend = f"{feed}:pend"
@@ -247,15 +260,21 @@ class RedisClusterStorage(LabelStorage):
         try:
             base = self._commit_feed(txid, lock_ms, plan)
         except NotReplicatedError as exc:
-            # Committed on the master but not confirmed on a replica: finish it so the
-            # store stays consistent, but do not acknowledge it (a retry is a no-op).
-            self._recover_one(txid, names)
-            raise StorageError(f"{exc}; the batch may or may not survive a failover, "
-                               "retrying it is safe") from exc
+            # Committed on the feed master but not confirmed on a replica. Do not
+            # materialise it: a failover could lose the commit (and reissue its numbers)
+            # while the entity rows kept it. The locks stay: once a later WAIT covers
+            # the commit, readers roll it forward; if a failover loses it, its locks
+            # are aborted after lock_timeout like those of any batch that never committed.
+            raise StorageError(f"{exc}; the batch is applied only if the commit turns out "
+                               "replicated, retrying it is safe") from exc
         if base < 0:  # aborted by another process, or our locks went stale: re-plan
             self._release(txid, names)
             return False
         try:
+            # Replicated: publish it (to the feed, head_seq and roll-forward) before any
+            # entity shows it, so a materialised version is never above the durable head;
+            # replicate that too, so the batch stays visible after a feed failover.
+            self._raise_durable(base + plan.effective - 1, durable=True)
             self._materialise(txid, base, plan.entities, durable=True)
         except StorageError as exc:
             raise StorageError(
@@ -264,11 +283,6 @@ class RedisClusterStorage(LabelStorage):
         with contextlib.suppress(StorageError):
             self._finish(txid)  # durable already; a journal left behind is retired by recover()
         return True
-
-    def _recover_one(self, txid: str, entities: list[str]) -> None:
-        st = self._tx_status([txid])[txid]
-        if st is not None and st.startswith("C:"):
-            self._roll_forward(txid, int(st[2:]), entities)
 
     def _commit_feed(self, txid: str, lock_ms: int, plan: BatchPlan) -> int:
         args: list[Any] = [txid, plan.effective, lock_ms, plan.payload(),
@@ -285,6 +299,12 @@ class RedisClusterStorage(LabelStorage):
         (base,) = self._run([self._io.script("commit", keys, args)], "apply (commit)",
                             durable=True)
         return int(base)
+
+    def _raise_durable(self, seq: int, *, durable: bool = False) -> int:
+        """Raise the durable head to `seq`, which a WAIT confirmed replicated."""
+        (dur,) = self._run([self._io.script("raise_durable", [self._k_seq, self._k_dur],
+                                            [seq])], "raise durable head", durable=durable)
+        return int(dur)
 
     def _materialise(self, txid: str, base: int, parts: dict[str, EntityPlan], *,
                      durable: bool) -> None:
@@ -311,13 +331,40 @@ class RedisClusterStorage(LabelStorage):
         if commands:
             self._run(commands, "apply (release)")
 
-    def _tx_status(self, txids: Iterable[str]) -> dict[str, str | None]:
+    def _tx_status(self, txids: Iterable[str]) -> tuple[dict[str, int | None], int]:
+        """Per batch: its base seq if it committed *and* is at or below the durable head,
+        else None (not committed, aborted, or not known replicated yet); and that head."""
+        ids = list(dict.fromkeys(txids))
+        if not ids:
+            return {}, -1
+        values, dur = self._run([(self._k_seq, ("MGET", *[self._k_tx(t) for t in ids])),
+                                 (self._k_seq, ("GET", self._k_dur))], "read batch status")
+        head = 0 if dur is None else int(dur)
+        out: dict[str, int | None] = {}
+        for t, v in zip(ids, values, strict=True):
+            base = _committed_base(v)
+            out[t] = base if base is not None and base <= head else None
+        return out, head
+
+    def _raw_status(self, txids: Iterable[str]) -> dict[str, str | None]:
         ids = list(dict.fromkeys(txids))
         if not ids:
             return {}
         (values,) = self._run([(self._k_seq, ("MGET", *[self._k_tx(t) for t in ids]))],
                               "read batch status")
         return {t: None if v is None else v.decode() for t, v in zip(ids, values, strict=True)}
+
+    def _sync_durable(self) -> int:
+        """Raise the durable head to every commit made so far, once a WAIT confirms them.
+
+        Needed when commits are replicated but no later writer raised the head for
+        them (a writer died after its commit, a commit's WAIT timed out but the
+        replica caught up, a failover lost the raise). Raises NotReplicatedError
+        if the feed master's replicas do not acknowledge. Returns the durable head.
+        """
+        (seq,) = self._run([self._io.script("touch_seq", [self._k_seq], [])],
+                           "sync durable head", durable=True)
+        return self._raise_durable(int(seq), durable=True)
 
     def _roll_forward(self, txid: str, base: int, locked: Iterable[str] = ()) -> None:
         """Materialise a committed batch from its journal (idempotent), then retire it.
@@ -343,30 +390,46 @@ class RedisClusterStorage(LabelStorage):
         for entity, value in locks.items():
             txid, _, ms = value.partition("|")
             by_tx.setdefault(txid, []).append((entity, int(ms or 0)))
-        status = self._tx_status(by_tx)
+        status = self._raw_status(by_tx)
         now_ms = int(self._clock() * 1000)
+        dur: int | None = None
         for txid, held in by_tx.items():
             st = status[txid]
-            if st is None and all(now_ms - ms > self._lock_timeout_ms for _, ms in held):
+            stale = all(now_ms - ms > self._lock_timeout_ms for _, ms in held)
+            if st is None and stale:
                 ttl = max(_STATUS_TTL, 10 * self._lock_timeout_ms // 1000)
                 (won,) = self._run([self._io.script("abort", [self._k_tx(txid)], [ttl])],
                                    "abort stale batch")
                 st = won.decode()
             if st is None:
                 continue  # in flight: the caller backs off and re-reads
-            if st.startswith("C:"):
-                self._roll_forward(txid, int(st[2:]), [e for e, _ in held])
-            else:
+            base = _committed_base(st.encode())
+            if base is None:
                 self._release(txid, [e for e, _ in held])
+                continue
+            if dur is None:
+                dur = self.head_seq()
+            if base > dur and stale:
+                # Committed long ago but not known replicated (its writer died, or its
+                # WAIT failed): confirm it now, or back off while the master has no replica.
+                with contextlib.suppress(NotReplicatedError):
+                    dur = self._sync_durable()
+            if base <= dur:
+                self._roll_forward(txid, base, [e for e, _ in held])
 
     def recover(self) -> int:
         """Roll forward every committed batch whose writer died before materialising it."""
-        (open_ids,) = self._run([(self._k_open, ("ZRANGE", self._k_open, 0, -1))],
-                                "recover")
+        open_ids, seq, dur = self._run([(self._k_open, ("ZRANGE", self._k_open, 0, -1)),
+                                        (self._k_open, ("GET", self._k_seq)),
+                                        (self._k_open, ("GET", self._k_dur))], "recover")
+        if int(seq or 0) > int(dur or 0):
+            # Commits not yet known replicated (or a store from before the durable head).
+            with contextlib.suppress(NotReplicatedError):
+                self._sync_durable()
         ids = [t.decode() for t in open_ids]
-        for txid, st in self._tx_status(ids).items():
-            if st is not None and st.startswith("C:"):
-                self._roll_forward(txid, int(st[2:]))
+        for txid, base in self._tx_status(ids)[0].items():
+            if base is not None:
+                self._roll_forward(txid, base)
         return len(ids)
 
     def prune_changes(self, older_than: datetime) -> int:
@@ -435,12 +498,10 @@ class RedisClusterStorage(LabelStorage):
             lockers: dict[str, list[str]] = {}
             for entity, value in locks.items():
                 lockers.setdefault(value.partition("|")[0], []).append(entity)
-            status = self._tx_status(lockers)
-            committed = {t: int(s[2:]) for t, s in status.items()
-                         if s is not None and s.startswith("C:")}
-            behind = [t for t, b in committed.items() if b <= head]
+            status, _ = self._tx_status(lockers)
+            behind = [t for t, b in status.items() if b is not None and b <= head]
             for txid in behind:
-                self._roll_forward(txid, committed[txid], lockers[txid])
+                self._roll_forward(txid, status[txid] or 0, lockers[txid])
             if not behind and all(v <= head for v in versions.values()):
                 return rows
         return rows
@@ -461,9 +522,9 @@ class RedisClusterStorage(LabelStorage):
             ], "history")
             if lock is not None:
                 txid = lock.decode().partition("|")[0]
-                st = self._tx_status([txid])[txid]
-                if st is not None and st.startswith("C:"):
-                    self._roll_forward(txid, int(st[2:]), [entity])
+                base = self._tx_status([txid])[0][txid]
+                if base is not None:
+                    self._roll_forward(txid, base, [entity])
                     continue
             return [decode_audit(entity, raw.decode()) for raw in events]
         raise StorageError(f"history of {entity}: the entity kept changing, try again")
@@ -471,16 +532,25 @@ class RedisClusterStorage(LabelStorage):
     def changes(self, after_seq: int, *, limit: int = 1000) -> ChangePage:
         check_int(after_seq, "after_seq", minimum=0)
         check_int(limit, "limit", minimum=1)
-        ((head, first, records),) = self._run(
-            [self._io.script("feed_page", [self._k_seq, self._k_chg], [after_seq, limit])],
-            "changes")
+        keys = [self._k_seq, self._k_dur, self._k_chg]
+        ((head, seq, first, records),) = self._run(
+            [self._io.script("feed_page", keys, [after_seq, limit])], "changes")
+        if int(head) < after_seq <= int(seq):
+            # A position past the durable head but not past the counter: commits are
+            # there whose replication no writer confirmed yet (e.g. the raise was lost in
+            # a failover). Confirm them rather than have the reader reload a snapshot.
+            with contextlib.suppress(NotReplicatedError):
+                self._sync_durable()
+                ((head, seq, first, records),) = self._run(
+                    [self._io.script("feed_page", keys, [after_seq, limit])], "changes")
         head_seq = int(head)
         oldest = split_seq(first.decode())[0] if first else head_seq + 1
         return ChangePage([decode_change(r.decode()) for r in records], head=head_seq,
                           oldest=oldest)
 
     def head_seq(self) -> int:
-        (value,) = self._run([(self._k_seq, ("GET", self._k_seq))], "head_seq")
+        """The durable head: the newest commit known replicated (see the module doc)."""
+        (value,) = self._run([(self._k_seq, ("GET", self._k_dur))], "head_seq")
         return 0 if value is None else int(value)
 
     def pending(self, *, limit: int = 100, after: tuple[str, str] | None = None) -> list[StoredLabel]:
@@ -537,6 +607,13 @@ def _pairs(reply: Any) -> Iterator[tuple[bytes, bytes]]:
         return
     it = iter(reply)
     yield from zip(it, it, strict=True)
+
+
+def _committed_base(raw: bytes | None) -> int | None:
+    """The base seq of a batch status `C:<base>`, None for absent or aborted."""
+    if raw is None or not raw.startswith(b"C:"):
+        return None
+    return int(raw[2:])
 
 
 def _glob_escape(text: str) -> str:

@@ -15,7 +15,11 @@ from __future__ import annotations
 PREPARE = """
 local lk = redis.call('HGET', KEYS[1], '_lk')
 if lk then
-  if lk == ARGV[1] then return {2, ''} end
+  if lk == ARGV[1] then
+    -- A retry of ours: rewrite it so this connection's WAIT covers the first write.
+    redis.call('HSET', KEYS[1], '_lk', lk)
+    return {2, ''}
+  end
   return {0, lk}
 end
 local v = redis.call('HGET', KEYS[1], '_v') or '0'
@@ -87,7 +91,11 @@ return 1
 COMMIT = """
 local st = redis.call('GET', KEYS[6])
 if st then
-  if string.sub(st, 1, 2) == 'C:' then return tonumber(string.sub(st, 3)) end
+  if string.sub(st, 1, 2) == 'C:' then
+    -- A retry of ours: rewrite the status so this connection's WAIT covers the commit.
+    redis.call('SET', KEYS[6], st)
+    return tonumber(string.sub(st, 3))
+  end
   return -1
 end
 local t = redis.call('TIME')
@@ -140,12 +148,41 @@ redis.call('SET', KEYS[1], 'A', 'EX', ARGV[1])
 return 'A'
 """
 
-# KEYS: seq, changes. ARGV: after, limit. -> {head, oldest member or "", records}
+# KEYS: seq, durable head, changes. ARGV: after, limit.
+# -> {durable head, seq counter, oldest member at or below it or "", records}
+# Only records at or below the durable head are served: a record above it may
+# still be lost in a failover of the feed master, and its number handed out again.
 FEED_PAGE = """
-local recs = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[1], '+inf', 'LIMIT', 0, ARGV[2])
-local head = redis.call('GET', KEYS[1]) or '0'
-local first = redis.call('ZRANGE', KEYS[2], 0, 0)
-return {head, first[1] or '', recs}
+local d = redis.call('GET', KEYS[2]) or '0'
+local s = redis.call('GET', KEYS[1]) or '0'
+local recs = redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. ARGV[1], d, 'LIMIT', 0, ARGV[2])
+local first = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', d, 'LIMIT', 0, 1)
+return {d, s, first[1] or '', recs}
+"""
+
+# KEYS: seq, durable head. ARGV: seq known to be replicated.
+# Raises the durable head to ARGV[1] (never lowers it, never past the counter,
+# which a failover may have lowered). Callers pass only a number whose commit
+# was acknowledged by WAIT: WAIT counts replication offsets, so every commit
+# numbered below it on this master was replicated too. -> the durable head
+RAISE_DURABLE = """
+local s = tonumber(redis.call('GET', KEYS[1]) or '0')
+local d = tonumber(redis.call('GET', KEYS[2]) or '0')
+local x = math.min(tonumber(ARGV[1]), s)
+if x > d then
+  redis.call('SET', KEYS[2], string.format('%d', x))
+  d = x
+end
+return d
+"""
+
+# KEYS: seq. Rewrites the counter as it is, so that a WAIT on this connection
+# covers every commit made so far on this master. -> the counter
+TOUCH_SEQ = """
+local s = redis.call('GET', KEYS[1])
+if not s then return 0 end
+redis.call('SET', KEYS[1], s)
+return tonumber(s)
 """
 
 # KEYS: changes. ARGV: cutoff_us, page. Drops the longest prefix of the feed older
@@ -183,6 +220,8 @@ ALL = {
     "finish": FINISH,
     "abort": ABORT,
     "feed_page": FEED_PAGE,
+    "raise_durable": RAISE_DURABLE,
+    "touch_seq": TOUCH_SEQ,
     "prune": PRUNE,
     "pending_page": PENDING_PAGE,
 }
