@@ -1,19 +1,23 @@
 """Scale-out: several stateless Label Store processes in front of one Redis Cluster.
 
 Each process is `python -m enforce_sdk.store` with its own config (and tokens)
-naming the same cluster and namespace. A client of any of them must see the
-same labels, history and change feed, whichever process took the write.
+naming the same cluster and namespace. A client of any of them, the producer
+client or the SDK, must see the same labels, history and change feed,
+whichever process took the write.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from enforce_sdk import EnforcementClient
 from enforce_sdk._model import Enforcement, Label, Source, SourceType
 from enforce_sdk._store_client import ChangesPage, LabelStoreClient
 from enforce_sdk.store._storage import Action, Outcome
@@ -103,3 +107,67 @@ def test_the_change_feed_followed_through_another_process(
         feed = follow_b.changes(got[0].next)
         assert [c.seq for c in feed.changes] == list(range(7, 17))
         assert [c.entity for c in feed.changes] == [f"user:{i}" for i in range(10)]
+
+
+SDK_CONFIG = {
+    "version": 1,
+    "surfaces": {"home_feed": {"hide_from": "limit"}},
+    # A long TTL: only the change feed (and the bloom filter it feeds) can make a
+    # write visible to a client that already answered for the key.
+    "cache": {"ttl": "1h", "negative_ttl": "1h"},
+    "bloom": {"enabled": True},
+}
+
+
+def _eventually(condition: Any, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout}s: {what}"
+        time.sleep(0.05)
+
+
+def test_sdk_clients_behind_different_processes_see_the_same_labels(
+    two_stores: tuple[StoreServerProcess, StoreServerProcess],
+) -> None:
+    """Writes through both processes at once reach SDK clients of either, by the feed."""
+    a, b = two_stores
+    entities = [f"pin:so{i}" for i in range(40)]
+    with EnforcementClient(a.url, SDK_CONFIG, token=a.tokens["reader"], feed_wait=1.0) as sdk_a, \
+            EnforcementClient(b.url, SDK_CONFIG, token=b.tokens["reader"], feed_wait=1.0) as sdk_b:
+        clients = (sdk_a, sdk_b)
+        for sdk in clients:  # both answer (and remember) "unlabeled" first
+            assert all(d.visible for d in sdk.check_many(entities, "home_feed"))
+            assert sdk.stats.bloom_negatives == len(entities)  # a filter from the cluster
+
+        def write(store: StoreServerProcess, part: list[str]) -> None:
+            with client(store, "writer") as writer:
+                for entity in part:
+                    writer.put([lbl(entity)])
+
+        threads = [threading.Thread(target=write, args=(a, entities[0::2])),
+                   threading.Thread(target=write, args=(b, entities[1::2]))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        for sdk in clients:
+            _eventually(lambda s=sdk: not any(d.visible for d in s.check_many(entities, "home_feed")),
+                        "every label written through either process hides its pin")
+
+        # One feed, whichever process serves it: the same records, gap-free and ordered.
+        with client(a, "reader") as read_a, client(b, "reader") as read_b:
+            feed_a, feed_b = read_a.changes(0), read_b.changes(0)
+        assert [(c.seq, c.entity) for c in feed_a.changes] == \
+            [(c.seq, c.entity) for c in feed_b.changes]
+        seqs = [c.seq for c in feed_a.changes]
+        assert seqs == list(range(1, len(entities) + 1))
+        assert {c.entity for c in feed_a.changes} == set(entities)
+
+        # Retractions through the other process reach both clients too.
+        with client(b, "writer") as write_b:
+            for entity in entities[0::2]:
+                assert write_b.delete(entity, MODEL) == Outcome.DELETED
+        for sdk in clients:
+            _eventually(lambda s=sdk: all(d.visible is (i % 2 == 0) for i, d in
+                                          enumerate(s.check_many(entities, "home_feed"))),
+                        "retracted pins are shown again, the others still hidden")
