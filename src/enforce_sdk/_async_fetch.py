@@ -6,6 +6,7 @@ not by the caller's coroutine: a caller cancelled mid-check (a request
 timeout) does not cancel a read other callers are waiting on. A window timer
 (`loop.call_later`) sends keys that fall due while a slot is free; a finished
 read sends what waits for its slot. Bound to the loop it is created in.
+Reads racing the change feed are handled as in _fetch (see _coalesce).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ._coalesce import (
     DEFAULT_WINDOW,
     BatchQueue,
     FetchOutcome,
+    Flight,
     Result,
     retry_delay,
     round_begins,
@@ -95,7 +97,7 @@ class AsyncSingleFlightFetcher:
         out = FetchOutcome()
         if not keys:
             return out
-        mine, theirs = self._queue.claim(keys, self.loop.create_future)
+        mine, theirs = self._queue.claim(keys, self.loop.create_future, self._cache.evicted_since)
         if theirs:
             self._stats.coalesced_waits += len(theirs)
         if mine:
@@ -132,7 +134,7 @@ class AsyncSingleFlightFetcher:
         queue = self._queue
         now = self._clock()
         while queue.ready(now):
-            task = self.loop.create_task(self._send(queue.take()))
+            task = self.loop.create_task(self._send(queue.take(self._cache.mark())))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         if self._timer is None:
@@ -144,13 +146,13 @@ class AsyncSingleFlightFetcher:
         self._timer = None
         self._pump()
 
-    async def _send(self, batch: list[str]) -> None:
+    async def _send(self, batch: Flight[asyncio.Future[Result]]) -> None:
         """One store round trip for `batch`; resolves its keys' futures, frees the slot."""
         results: Mapping[str, Result] = {}
         error: EnforceError | None = None
         t0 = round_begins(self._stats, len(batch))
         try:
-            fetched = await self._read_with_retries(batch)
+            fetched = await self._read_with_retries(list(batch))
             results = round_succeeded(self._stats, self._cache, batch, fetched, t0)
         except asyncio.CancelledError:
             error = StoreUnavailableError("store read cancelled (client closing)")

@@ -17,9 +17,16 @@ means k had no label at P.
   meanwhile.
 - Feed past retention: the snapshot is reloaded at once and the follower
   follows from its S (the cache is cleared by the follower).
-- Staleness: the feed not applied for longer than `max_staleness` makes
-  `stale()` true; the core then trusts negatives with `degraded` decisions or
-  skips the precheck, per surface.
+- Staleness: the filter is *current* when a poll showed the feed applied up
+  to the store's head, and stays current while the next long-poll is out
+  (the store answers it as soon as anything changes) for up to its wait plus
+  POLL_GRACE. Installing a snapshot does not make it current: after a resync,
+  only a poll that reaches the head does (so a store serving a snapshot older
+  than the feed's retention shows as stale, not as a loop of fresh reloads);
+  the initial snapshot is taken as current only until the follower's first
+  poll answers. Not current for longer than `max_staleness` makes `stale()`
+  true; the core then trusts negatives with `degraded` decisions or skips the
+  precheck, per surface.
 
 Thread model: the hot path reads `bloom` (one attribute, swapped atomically);
 everything else runs on the follower thread, or under `_lock`.
@@ -47,6 +54,8 @@ log = logging.getLogger("enforce_sdk.bloom")
 
 SnapshotLoader = Callable[[str | None, float], BloomDownload | None]
 """(etag of the active snapshot or None, timeout) -> a new snapshot, or None if unchanged."""
+
+POLL_GRACE = 1.0  # seconds a long-poll may run past its wait (network, a busy store) and vouch
 
 # Raw keys that are surely canonical without running canonical_key: a kind without special
 # normalisation (not domain), or an image key already in lower-case hex. The filter holds
@@ -114,7 +123,9 @@ class BloomGate:
         self._etag: str | None = None
         self._next_load_at = 0.0
         self._fresh_at = float("-inf")  # timer() when the filter was last known current
-        self.fresh_until = float("-inf")
+        self._caught_up = False  # the last poll reached the head, with no gap since
+        self._vouched_until = float("-inf")  # end of the long-poll out now, if it vouches
+        self.fresh_until = float("-inf")  # stale() after this (timer seconds); hot-path read
         self.enabled = False
         self.max_staleness = settings.max_staleness
         self.refresh_interval = settings.refresh_interval
@@ -126,7 +137,7 @@ class BloomGate:
         """Apply bloom settings; turning the gate off drops the filter, on loads one soon."""
         with self._lock:
             self.max_staleness = settings.max_staleness
-            self.fresh_until = self._fresh_at + settings.max_staleness
+            self._update_fresh_until()
             self.refresh_interval = settings.refresh_interval
             if settings.enabled and not self.enabled:
                 self._next_load_at = 0.0  # at the next poll (or by load_initial)
@@ -139,14 +150,20 @@ class BloomGate:
     def stale(self) -> bool:
         """Whether the filter may be behind the store by more than max_staleness.
 
-        It is current as of the last feed poll applied, or of the last snapshot swapped in.
+        It is current as of the last poll that reached the store's head, and while
+        the long-poll that followed is out (up to its wait plus POLL_GRACE).
         """
         return self._timer() > self.fresh_until
 
-    def _fresh(self) -> None:
-        """The filter is current now: not stale for another max_staleness."""
-        self._fresh_at = self._timer()
-        self.fresh_until = self._fresh_at + self.max_staleness
+    def _update_fresh_until(self) -> None:
+        self.fresh_until = max(self._fresh_at + self.max_staleness, self._vouched_until)
+
+    def _not_current(self) -> None:
+        """The filter lost continuity with the feed: current again only at the next head."""
+        self._fresh_at = float("-inf")
+        self._caught_up = False
+        self._vouched_until = float("-inf")
+        self._update_fresh_until()
 
     @property
     def seq(self) -> int | None:
@@ -160,14 +177,25 @@ class BloomGate:
     # -- loading --------------------------------------------------------------------------------
 
     def load_initial(self) -> int | None:
-        """Load a snapshot before the follower starts; its seq to follow from, or None on failure."""
+        """Load a snapshot before the follower starts; its seq to follow from, or None on failure.
+
+        The follower's first poll (sent at once, without waiting) tells whether the
+        feed is at the store's head after the snapshot; until it answers (at most
+        `load_timeout`) the filter is taken as current, so a client is not stale
+        from its first check. A first poll that fails, finds a backlog or finds the
+        snapshot past the feed's retention ends that at once.
+        """
         if not self.enabled:
             return None
         download = self._download(force=True)
         if download is None:
             return None
         with self._lock:
+            if not self.enabled:  # turned off during the download
+                return None
             self._install_now(download)
+            self._vouched_until = self._timer() + self.load_timeout
+            self._update_fresh_until()
         return download.bloom.seq
 
     def _download(self, *, force: bool) -> BloomDownload | None:
@@ -185,7 +213,7 @@ class BloomGate:
         return download
 
     def _install_now(self, download: BloomDownload) -> None:
-        self._fresh()
+        """Serve `download` now (its seq is at least the feed's position): freshness unchanged."""
         self.bloom = download.bloom
         self._etag = download.etag
         self._staged = None
@@ -200,8 +228,7 @@ class BloomGate:
         if staged is not None:
             if position >= staged[1]:
                 with self._lock:
-                    self.bloom, self._staged = staged[0], None
-                    self._fresh()
+                    self.bloom, self._staged = staged[0], None  # as current as the active one
                 log.info("bloom snapshot at %d caught up to %d: active", staged[0].seq, position)
             return None  # no new load while a staged one catches up
         if self._timer() < self._next_load_at:
@@ -221,10 +248,33 @@ class BloomGate:
             self._etag = download.etag
         return seq
 
-    def after_poll(self, position: int) -> None:
-        """A poll was applied: the filter is current (unless a staged one is catching up)."""
-        if self._staged is None:
-            self._fresh()
+    def poll_sent(self, wait: float) -> None:
+        """A poll goes out: if the feed was at the head, it vouches for the filter while out."""
+        with self._lock:
+            if self._caught_up:
+                self._vouched_until = self._timer() + wait + POLL_GRACE
+                self._update_fresh_until()
+            self._caught_up = False  # until this poll's answer says so again
+
+    def after_poll(self, position: int, caught_up: bool) -> None:
+        """A poll was applied: caught up with the store's head, the filter is current now.
+
+        Both the active and a staged filter get every record, so this holds while
+        a staged one catches up too.
+        """
+        with self._lock:
+            self._vouched_until = float("-inf")
+            if caught_up:
+                self._caught_up = True
+                self._fresh_at = self._timer()
+            self._update_fresh_until()
+
+    def poll_failed(self) -> None:
+        """The poll failed: it vouches no longer; staleness counts from the last head reached."""
+        with self._lock:
+            self._caught_up = False
+            self._vouched_until = float("-inf")
+            self._update_fresh_until()
 
     def on_changes(self, changes: Sequence[ChangeRecord]) -> None:
         """Add every entity that has a label after its change (to the staged filter too)."""
@@ -237,11 +287,18 @@ class BloomGate:
                     bloom.add_many(keys)
 
     def on_resync(self, head: int) -> int | None:
-        """The feed lost continuity: reload a snapshot now and follow from its seq."""
+        """The feed lost continuity: reload a snapshot now and follow from its seq.
+
+        The new filter is not current until a poll from its seq reaches the head.
+        """
+        with self._lock:
+            self._not_current()
         if not self.enabled:
             return None
         download = self._download(force=True)
         with self._lock:
+            if not self.enabled:  # turned off during the download: configure() dropped all
+                return None
             if download is None:  # the old filter missed the gap: stop trusting it
                 self.bloom, self._staged, self._etag = None, None, None
                 self._next_load_at = self._timer()  # retry at the next poll

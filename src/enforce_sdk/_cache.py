@@ -16,6 +16,14 @@ the cache is one OrderedDict whose values carry their own deadlines:
 Only canonical keys are ever stored, which lets the client skip
 canonicalisation when a raw key hits. A labeled entry also carries a small
 memo of decisions per surface, which the client fills (see _client).
+
+Evictions and fills race: a store read that started before a write can
+answer after the change feed evicted the key, and caching its answer would
+bring the old labels back for a whole TTL. So every eviction (and clear) is
+numbered, a fetch takes `mark()` before it reads the store, and
+`fill(..., since=mark)` skips the keys evicted after the mark. The cache
+remembers the last `EVICTION_MEMORY` evicted keys; a fill whose mark is older
+than what it still remembers caches nothing (its callers still get the answer).
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ NO_LABELS: Labels = ()
 Memo = dict[object, tuple[Any, float]]
 # (labels, fresh_until, stale_until in timer seconds, memo or None for a negative entry)
 Entry = tuple[Labels, float, float, Memo | None]
+EVICTION_MEMORY = 16_384  # evicted keys remembered to keep racing fills out (see fill)
 
 
 class LabelCache:
@@ -47,11 +56,19 @@ class LabelCache:
         negative_ttl: float,
         serve_stale_for: float,
         timer: Callable[[], float] = time.monotonic,
+        eviction_memory: int = EVICTION_MEMORY,
     ) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be >= 1")
+        if eviction_memory < 1:
+            raise ValueError("eviction_memory must be >= 1")
         self._entries: OrderedDict[str, Entry] = OrderedDict()
         self._lock = threading.Lock()
+        # Eviction bookkeeping (see the module docstring), all under _lock:
+        self._evictions = 0  # number of the last evict() or clear()
+        self._evicted: OrderedDict[str, int] = OrderedDict()  # key -> its last eviction, oldest first
+        self._forgotten = 0  # evictions numbered up to this one may be forgotten
+        self._eviction_memory = eviction_memory
         self.timer = timer
         self.configure(
             max_entries=max_entries,
@@ -99,16 +116,37 @@ class LabelCache:
             return entry[0]
         return None
 
+    def mark(self) -> int:
+        """The current eviction number: take it before a store read, pass it to fill()."""
+        return self._evictions
+
+    def evicted_since(self, key: str, mark: int) -> bool:
+        """Whether `key` may have been evicted after `mark` (True when that is forgotten)."""
+        return mark < self._forgotten or self._evicted.get(key, -1) > mark
+
     def fill(
-        self, fetched: Mapping[str, Sequence[Label]], asked: Iterable[str], now: float | None = None
+        self,
+        fetched: Mapping[str, Sequence[Label]],
+        asked: Iterable[str],
+        now: float | None = None,
+        since: int | None = None,
     ) -> None:
-        """Store a fetch result: keys in `fetched` get their labels, other `asked` keys a negative entry."""
+        """Store a fetch result: keys in `fetched` get their labels, other `asked` keys a negative entry.
+
+        With `since` (the mark() taken before the store read), keys evicted after it
+        are not stored: the read may predate the change that evicted them.
+        """
         t = self.timer() if now is None else now
         positive = (t + self.ttl, t + self.ttl + self.serve_stale_for)
         negative = (t + self.negative_ttl, t + self.negative_ttl + self.serve_stale_for)
         entries = self._entries
+        evicted = self._evicted
         with self._lock:
+            if since is not None and since < self._forgotten:
+                return  # evictions after the read began are forgotten: keep nothing
             for key in asked:
+                if since is not None and evicted.get(key, -1) > since:
+                    continue
                 labels = fetched.get(key)
                 if labels:
                     entries[key] = (tuple(labels), *positive, {})
@@ -118,17 +156,31 @@ class LabelCache:
             self._trim()
 
     def evict(self, keys: Iterable[str]) -> int:
-        """Drop the given keys (a change-feed notification); return how many were cached."""
+        """Drop the given keys (a change-feed notification); return how many were cached.
+
+        Every key is remembered as evicted, cached or not: a read of it may be in flight.
+        """
         n = 0
+        entries, evicted = self._entries, self._evicted
         with self._lock:
+            number = self._evictions = self._evictions + 1
             for key in keys:
-                if self._entries.pop(key, None) is not None:
+                if entries.pop(key, None) is not None:
                     n += 1
+                evicted[key] = number
+                evicted.move_to_end(key)
+            while len(evicted) > self._eviction_memory:
+                _, oldest = evicted.popitem(last=False)
+                self._forgotten = max(self._forgotten, oldest)
         return n
 
     def clear(self) -> None:
+        """Drop every entry; fills of reads that began before are not stored."""
         with self._lock:
             self._entries.clear()
+            self._evictions += 1
+            self._forgotten = self._evictions
+            self._evicted.clear()
 
     def _trim(self) -> None:
         entries = self._entries

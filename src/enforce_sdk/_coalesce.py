@@ -14,6 +14,12 @@ Concurrent checks that miss the cache are merged into batched store reads:
 `BatchQueue` only decides (which keys, when); the fetchers do the waiting and
 the I/O with threads (`_fetch`) or asyncio (`_async_fetch`). The functions
 below account for one store round trip the same way in both.
+
+Against the change feed: each batch (a `Flight`) carries the cache's eviction
+mark taken when it was sent. Its answer is not cached for keys evicted since
+(see LabelCache.fill), and a caller missing a key that was evicted after its
+read in flight was sent does not join that read (its answer may predate the
+change): the key is queued again for a read of its own.
 """
 
 from __future__ import annotations
@@ -70,6 +76,17 @@ class FetchOutcome:
             self.labels[key] = result
 
 
+class Flight(list[str], Generic[F]):
+    """One batch sent to the store: its keys (oldest first), their futures, the eviction mark."""
+
+    __slots__ = ("futures", "mark")
+
+    def __init__(self, keys: list[str], futures: list[F], mark: int) -> None:
+        super().__init__(keys)
+        self.futures = futures
+        self.mark = mark
+
+
 class BatchQueue(Generic[F]):
     """Which keys wait, which are in flight, and when the next batch goes. Not thread-safe.
 
@@ -95,20 +112,37 @@ class BatchQueue(Generic[F]):
 
     def reset(self) -> None:
         """Forget every key and request (a forked child: the parent's waiters are not here)."""
-        self.futures: dict[str, F] = {}  # every key waiting or in flight
+        self.futures: dict[str, F] = {}  # every key waiting or in flight: the future to join
         self.pending: dict[str, None] = {}  # keys not yet sent, oldest first
+        self.marks: dict[str, int] = {}  # keys in flight: the eviction mark of their read
         self.in_flight = 0
         self._due = math.inf  # clock() time by which the pending keys must go
 
     def claim(
-        self, keys: Iterable[str], new_future: Callable[[], F]
+        self,
+        keys: Iterable[str],
+        new_future: Callable[[], F],
+        evicted_since: Callable[[str, int], bool] | None = None,
     ) -> tuple[list[tuple[str, F]], list[tuple[str, F]]]:
-        """Queue the keys nobody asked for yet; return (queued, already waiting or in flight)."""
+        """Queue the keys nobody asked for yet; return (queued, already waiting or in flight).
+
+        With `evicted_since(key, mark)`, a key in flight whose read began before its
+        last eviction is queued again (the read in flight may predate the change).
+        """
         futures = self.futures
+        marks = self.marks
         mine: list[tuple[str, F]] = []
         theirs: list[tuple[str, F]] = []
         for key in keys:
             fut = futures.get(key)
+            if (
+                fut is not None
+                and evicted_since is not None
+                and key in marks
+                and evicted_since(key, marks[key])
+            ):
+                del marks[key]
+                fut = None  # its read in flight answers its own callers only
             if fut is None:
                 fut = futures[key] = new_future()
                 self.pending[key] = None
@@ -135,23 +169,31 @@ class BatchQueue(Generic[F]):
             return None
         return max(0.0, self._due - now)
 
-    def take(self) -> list[str]:
-        """The next batch, oldest keys first (call when ready()); counts one request in flight."""
-        pending = self.pending
+    def take(self, mark: int = 0) -> Flight[F]:
+        """The next batch, oldest keys first (call when ready()); counts one request in flight.
+
+        `mark` is the cache's eviction mark, taken now: before the store is read.
+        """
+        pending, futures, marks = self.pending, self.futures, self.marks
         n = min(len(pending), self.max_batch_keys)
         batch = list(itertools.islice(pending, n))
         for key in batch:
             del pending[key]
+            marks[key] = mark
         if not pending:
             self._due = math.inf
         self.in_flight += 1
-        return batch
+        return Flight(batch, [futures[key] for key in batch], mark)
 
-    def done(self, batch: Sequence[str]) -> list[tuple[str, F]]:
+    def done(self, flight: Flight[F]) -> list[tuple[str, F]]:
         """A request ended: free its slot; return its keys' futures for the caller to resolve."""
         self.in_flight -= 1
-        futures = self.futures
-        return [(key, futures.pop(key)) for key in batch if key in futures]
+        futures, marks = self.futures, self.marks
+        for key, fut in zip(flight, flight.futures, strict=True):
+            if futures.get(key) is fut:  # not queued again meanwhile
+                del futures[key]
+                marks.pop(key, None)
+        return list(zip(flight, flight.futures, strict=True))
 
 
 # -- one store round trip, accounted the same way by every face ---------------------------
@@ -181,14 +223,17 @@ def round_begins(stats: Stats, keys: int) -> int:
 def round_succeeded(
     stats: Stats,
     cache: LabelCache,
-    batch: Sequence[str],
+    flight: Flight[F],
     result: Mapping[str, Sequence[Label]],
     t0: int,
 ) -> dict[str, Labels]:
-    """Record the round trip and fill the cache; return labels per asked key."""
+    """Record the round trip and fill the cache; return labels per asked key.
+
+    Keys evicted since the flight's mark are answered but not cached.
+    """
     stats.fetch_latency.record(stats.clock_ns() - t0)
-    cache.fill(result, batch)
-    return {key: tuple(result.get(key, ())) for key in batch}
+    cache.fill(result, flight, since=flight.mark)
+    return {key: tuple(result.get(key, ())) for key in flight}
 
 
 def round_failed(stats: Stats, exc: Exception, t0: int) -> EnforceError:

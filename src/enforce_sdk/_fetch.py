@@ -8,7 +8,10 @@ threads send the batches themselves. A caller whose keys still wait unsent
 sends the next batch when it is due and a slot is free (that batch may carry
 other callers' keys, oldest first); otherwise it sleeps on a condition that
 every finished request signals. Results land in the cache before the futures
-resolve. Every wait is bounded by `wait_timeout`.
+resolve, except for keys the change feed evicted while the read was in flight
+(see _coalesce). A caller waits at most `wait_timeout` for reads other threads
+send; a thread sends no batch after its deadline, but one it is sending
+lasts as long as the read and its retries.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from ._coalesce import (
     DEFAULT_WINDOW,
     BatchQueue,
     FetchOutcome,
+    Flight,
     Result,
     retry_delay,
     round_begins,
@@ -105,7 +109,7 @@ class SingleFlightFetcher:
         """Fetch labels of `keys` (canonical, distinct), filling the cache."""
         deadline = self._clock() + self.wait_timeout
         with self._lock:
-            mine, theirs = self._queue.claim(keys, Future)
+            mine, theirs = self._queue.claim(keys, Future, self._cache.evicted_since)
         if theirs:
             self._stats.coalesced_waits += len(theirs)
         waits = mine + theirs
@@ -127,22 +131,22 @@ class SingleFlightFetcher:
                     if not keys:
                         return
                     now = self._clock()
-                    if queue.ready(now):
-                        batch = queue.take()
-                        break
                     if now >= deadline:
                         return  # the futures stay unresolved here: fetch() reports a timeout
+                    if queue.ready(now):
+                        batch = queue.take(self._cache.mark())
+                        break
                     delay = queue.delay(now)
                     lock.wait(deadline - now if delay is None else min(delay, deadline - now))
             self._send(batch)
 
-    def _send(self, batch: list[str]) -> None:
+    def _send(self, batch: Flight[Future[Result]]) -> None:
         """One store round trip for `batch`; resolves its keys' futures, frees the slot."""
         results: Mapping[str, Result]
         t0 = round_begins(self._stats, len(batch))
         try:
             results = round_succeeded(
-                self._stats, self._cache, batch, self._read_with_retries(batch), t0
+                self._stats, self._cache, batch, self._read_with_retries(list(batch)), t0
             )
             error: EnforceError | None = None
         except Exception as exc:  # bad data or a bug below: never into the caller
@@ -152,6 +156,8 @@ class SingleFlightFetcher:
             futures = self._queue.done(batch)
             self._lock.notify_all()
         for key, fut in futures:
+            if fut.done():
+                continue
             if key in results:
                 fut.set_result(results[key])
             else:

@@ -9,9 +9,15 @@ resynchronise (the bloom filter reloads a snapshot) and may name an older
 position to follow from (the snapshot's). Poll hooks run on the follower thread
 before every poll and may rewind the position, so a listener that swaps in
 state built as of an older sequence number gets the changes since replayed
-(listeners must apply records idempotently). Errors are counted and
-retried with bounded backoff; `lag()` says how long ago the feed was last known
-to be applied, which callers turn into a `degraded` flag past a bound.
+(listeners must apply records idempotently). Poll hooks also hear when each
+poll goes out and how it ended (caught up with the store's head or not, or
+failed), so they can tell "current" from "behind". A poll long-polls only
+once the follower is caught up (its last page was empty or reached the
+store's head); after a start, a failure, a resync or a rewind it asks without
+waiting, so it learns where the head is at once. Errors are
+counted and retried with bounded backoff; `lag()` says how long ago a poll was
+last applied (a resync is not one), which callers turn into a `degraded` flag
+past a bound.
 """
 
 from __future__ import annotations
@@ -62,11 +68,22 @@ class FeedListener(Protocol):
 
 
 class PollHook(Protocol):
-    def before_poll(self, position: int) -> int | None:
-        """Called on the follower thread before each poll: a position to rewind to, or None."""
+    """Called on the follower thread around every poll, in this order."""
 
-    def after_poll(self, position: int) -> None:
-        """Called on the follower thread after each poll applied (records or not)."""
+    def before_poll(self, position: int) -> int | None:
+        """Before each poll: a position to rewind to, or None."""
+
+    def poll_sent(self, wait: float) -> None:
+        """The poll is being sent now; the store may hold it up to `wait` s for a change."""
+
+    def after_poll(self, position: int, caught_up: bool) -> None:
+        """The poll was applied (records or not) up to `position`.
+
+        `caught_up`: nothing more to read (the page was empty or reached the store's head).
+        """
+
+    def poll_failed(self) -> None:
+        """The poll failed, or found the position past retention (a resync follows)."""
 
 
 class FeedFollower:
@@ -94,7 +111,8 @@ class FeedFollower:
         self.poll_hooks: list[PollHook] = []
         self._too_old_in_row = 0
         self.position: int | None = None  # last sequence number applied
-        self._applied_at: float | None = None  # timer() when the feed was last known applied
+        self._caught_up = False  # the last poll reached the store's head (so: long-poll)
+        self._applied_at: float | None = None  # timer() when a poll was last applied
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._reader: FeedReader | None = None
@@ -106,6 +124,7 @@ class FeedFollower:
         if self._thread is not None:
             return
         self.position = position
+        self._caught_up = False
         self._stop.clear()
         self._reader = self._open_reader()
         self._thread = threading.Thread(target=self._run, name="enforce-sdk-feed", daemon=True)
@@ -132,7 +151,7 @@ class FeedFollower:
     # -- state ----------------------------------------------------------------
 
     def lag(self) -> float:
-        """Seconds since the feed was last known to be applied (inf before the first page)."""
+        """Seconds since a poll was last applied (inf before the first page)."""
         if self._applied_at is None:
             return float("inf")
         return self._timer() - self._applied_at
@@ -176,15 +195,23 @@ class FeedFollower:
             if rewind is not None and rewind < self.position:
                 log.info("change feed rewound from %s to %s for replay", self.position, rewind)
                 self.position = rewind
+                self._caught_up = False
+        wait = self.wait if self._caught_up else 0.0
+        for hook in self.poll_hooks:
+            hook.poll_sent(wait)
         try:
-            page = reader.changes(self.position, limit=self.page_size, wait=self.wait)
+            page = reader.changes(self.position, limit=self.page_size, wait=wait)
         except FeedTooOldError:
+            self._poll_failed()
             log.warning("change feed position %s is past retention: resynchronising", self.position)
             self._too_old_in_row += 1
             if self._too_old_in_row > 1:  # the listeners' snapshot is older than retention too
                 self._stop.wait(min(self.max_backoff, 0.05 * 2 ** self._too_old_in_row))
             self._resync(reader, notify=True)
             return 0
+        except BaseException:
+            self._poll_failed()
+            raise
         self._too_old_in_row = 0
         records = page.changes
         if records:
@@ -193,13 +220,22 @@ class FeedFollower:
                 listener.on_changes(records)
             self._stats.feed_changes += len(records)
         self.position = page.next
+        self._caught_up = not records or page.next >= page.head
         self._applied_at = self._timer()
         for hook in self.poll_hooks:
-            hook.after_poll(page.next)
+            hook.after_poll(page.next, self._caught_up)
         return len(records)
 
+    def _poll_failed(self) -> None:
+        self._caught_up = False
+        for hook in self.poll_hooks:
+            hook.poll_failed()
+
     def _resync(self, reader: FeedReader, *, notify: bool) -> None:
-        """Jump to the store's head; the changes in between are unknown, so drop the cache."""
+        """Jump to the store's head; the changes in between are unknown, so drop the cache.
+
+        Not a poll applied: lag() and the hooks' view of freshness wait for the next one.
+        """
         try:
             head = reader.changes(0, limit=1).head
         except FeedTooOldError as exc:
@@ -213,4 +249,4 @@ class FeedFollower:
                 if start is not None:
                     position = min(position, start)
         self.position = position
-        self._applied_at = self._timer()
+        self._caught_up = False

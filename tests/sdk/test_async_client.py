@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -104,6 +105,16 @@ def test_the_shared_tests_run_here() -> None:
 
 # -- asyncio specifics ------------------------------------------------------------------
 
+DEADLINE = 10.0
+
+
+async def entered(store: AsyncStore) -> None:
+    """Wait (without blocking the loop) until a read has reached the store, with a deadline."""
+    deadline = time.monotonic() + DEADLINE
+    while not store.entered.is_set():
+        assert time.monotonic() < deadline, "timed out waiting for a store read"
+        await asyncio.sleep(0.001)
+
 
 def make(store: Any, **kw: Any) -> AsyncEnforcementClient:
     return AsyncEnforcementClient(
@@ -166,8 +177,7 @@ def test_a_cancelled_caller_does_not_cancel_the_read_others_wait_on() -> None:
     async def scenario() -> tuple[bool, int]:
         client = make(store)
         first = asyncio.create_task(client.check("pin:1", "home_feed"))
-        while not store.entered.is_set():
-            await asyncio.sleep(0.001)
+        await entered(store)
         second = asyncio.create_task(client.check("pin:1", "home_feed"))
         await asyncio.sleep(0)  # second joins the read in flight (single flight)
         first.cancel()
@@ -188,8 +198,7 @@ def test_aclose_answers_waiters_by_fail_mode() -> None:
     async def scenario() -> Any:
         client = make(store)
         pending = asyncio.create_task(client.check("pin:1", "search"))  # search fails closed
-        while not store.entered.is_set():
-            await asyncio.sleep(0.001)
+        await entered(store)
         await client.aclose()
         return await pending
 

@@ -7,9 +7,11 @@ follower's position, the case the rewind exists for).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -44,6 +46,8 @@ class FakeStore:
     builds: int = 0
     down: bool = False
     loads: int = 0
+    # called with `wait` when a poll finds nothing new and may wait: a long-poll's time passes
+    on_wait: Callable[[float], None] | None = None
 
     @property
     def head(self) -> int:
@@ -83,6 +87,8 @@ class FakeStore:
             raise FeedTooOldError(410, {"error": "too_old", "oldest": self.oldest,
                                         "head": self.head})
         page = [r for r in self.records if r.seq > after][:limit]
+        if not page and wait > 0 and self.on_wait is not None:
+            self.on_wait(wait)
         return Page(page, self.head, page[-1].seq if page else after)
 
     def close(self) -> None:
@@ -103,16 +109,19 @@ class FakeStore:
 class Rig:
     """A follower driven by hand (no thread) with a gate, as the core wires them."""
 
-    def __init__(self, store: FakeStore, *, page_size: int = 1000) -> None:
+    def __init__(
+        self, store: FakeStore, *, page_size: int = 1000, wait: float = 0.0,
+        max_staleness: float = 30.0,
+    ) -> None:
         self.store = store
         self.now = [0.0]
         self.stats = Stats()
         cache = LabelCache(max_entries=100, ttl=3600, negative_ttl=3600, serve_stale_for=0)
-        self.follower = FeedFollower(lambda: store, cache, self.stats, wait=0,
+        self.follower = FeedFollower(lambda: store, cache, self.stats, wait=wait,
                                      page_size=page_size, max_backoff=0.0,
                                      timer=lambda: self.now[0])
         self.gate = BloomGate(store.load, self.stats,
-                              BloomSettings(enabled=True, max_staleness=30.0,
+                              BloomSettings(enabled=True, max_staleness=max_staleness,
                                             refresh_interval=5.0),
                               timer=lambda: self.now[0])
         self.follower.listeners.append(self.gate)
@@ -141,13 +150,18 @@ class Rig:
 
     def false_negatives(self) -> list[str]:
         """Keys labeled as of the applied position (and still labeled) the gate calls absent."""
+        return self.absent_labeled_since(self.high_water)
+
+    def absent_labeled_since(self, position: int) -> list[str]:
+        """Keys labeled from `position` to the head that the active filter calls absent."""
         bloom = self.gate.bloom
         if bloom is None:
             return []
-        hw, head = self.high_water, self.store.head
+        head = self.store.head
         return [
             k for k in KEYS
-            if all(self.store.labeled_at(k, q) for q in range(hw, head + 1)) and k not in bloom
+            if all(self.store.labeled_at(k, q) for q in range(position, head + 1))
+            and k not in bloom
         ]
 
 
@@ -246,6 +260,92 @@ def test_disabling_drops_the_filter_and_enabling_loads_one() -> None:
     assert rig.gate.bloom is not None
 
 
+def test_a_snapshot_older_than_the_feed_retention_is_reported_stale() -> None:
+    store = FakeStore()
+    store.write("pin:0", True)
+    store.build()  # S = 1: the only snapshot the store will serve
+    rig = Rig(store)
+    rig.poll()
+    assert not rig.gate.stale()
+    store.write("pin:1", True)  # 2
+    store.write("pin:2", True)  # 3
+    store.prune_all()  # the feed now starts after 3: the snapshot at 1 is older than that
+    for _ in range(10):  # 50 s of "too old -> reload the same snapshot -> too old"
+        rig.now[0] += 5.0
+        rig.poll()
+    assert rig.resyncs == 10 and rig.gate.seq == 1
+    assert rig.gate.bloom is not None and "pin:1" not in rig.gate.bloom  # labeled, absent...
+    assert rig.gate.stale()  # ... and said so (max_staleness 30 s)
+    assert rig.follower.lag() >= 50.0  # a resync is not a poll applied
+    store.build()  # the store rebuilds: the next resync follows on from 3, at the head
+    rig.poll()
+    rig.poll()
+    assert rig.gate.seq == 3 and not rig.gate.stale()
+
+
+def test_an_idle_long_poll_keeps_the_filter_fresh_and_an_overdue_one_does_not() -> None:
+    store = FakeStore()
+    store.write("pin:0", True)
+    store.build()
+    rig = Rig(store, wait=10.0, max_staleness=5.0)  # max_staleness below the feed's wait
+    seen: list[bool] = []
+
+    def idle(wait: float) -> None:  # nothing changes while the store holds the poll
+        for _ in range(4):
+            rig.now[0] += wait / 4
+            seen.append(rig.gate.stale())
+
+    store.on_wait = idle
+    rig.poll()  # the first poll after the start asks without waiting: it learns the head
+    assert seen == [] and not rig.gate.stale()
+    for _ in range(3):
+        rig.poll()  # 10 s each
+    assert seen == [False] * 12 and not rig.gate.stale()
+
+    def overdue(wait: float) -> None:  # the poll hangs past its wait, then times out
+        rig.now[0] += wait + 2.0
+        seen.append(rig.gate.stale())
+        raise StoreUnavailableError("read timeout")
+
+    store.on_wait = overdue
+    with pytest.raises(StoreUnavailableError):
+        rig.follower.poll_once(store)
+    assert seen[-1] and rig.gate.stale()
+    store.on_wait = idle
+    rig.poll()  # after a failure: no wait, at the head again
+    assert not rig.gate.stale()
+    store.down = True  # now polls fail at once: stale after max_staleness, not after the wait
+    with pytest.raises(StoreUnavailableError):
+        rig.follower.poll_once(store)
+    rig.now[0] += 4.0
+    assert not rig.gate.stale()
+    rig.now[0] += 2.0
+    assert rig.gate.stale()
+
+
+def test_turning_the_gate_off_during_a_snapshot_download_leaves_no_filter() -> None:
+    store = FakeStore()
+    store.build()
+    gates: list[BloomGate] = []
+
+    def load_then_disable(etag: str | None, timeout: float) -> BloomDownload | None:
+        got = store.load(etag, timeout)
+        gates[0].configure(BloomSettings(enabled=False))  # a config swap meanwhile
+        return got
+
+    gate = BloomGate(load_then_disable, Stats(), BloomSettings(enabled=True))
+    gates.append(gate)
+    assert gate.load_initial() is None and gate.bloom is None  # the initial load
+    rig = Rig(store)
+    gates[0] = rig.gate
+    rig.gate._load = load_then_disable
+    store.write("pin:1", True)
+    store.prune_all()
+    rig.poll()  # too old: resync, whose download the swap overtakes
+    assert rig.resyncs == 1 and not rig.gate.enabled and rig.gate.bloom is None
+    assert rig.follower.position == store.head  # followed from the head, not a snapshot
+
+
 OPS = st.one_of(
     st.tuples(st.just("write"), st.sampled_from(KEYS[:6]), st.booleans()),
     st.tuples(st.just("build"), st.integers(0, 3)),
@@ -262,6 +362,7 @@ def test_never_absent_for_a_key_labeled_at_the_applied_position(
     store = FakeStore()
     store.build()
     rig = Rig(store, page_size=page_size)
+    heads: list[tuple[float, int]] = [(rig.now[0], store.head)]  # (time, the store's head)
     for op in ops:
         if op[0] == "write":
             store.write(str(op[1]), bool(op[2]))
@@ -273,8 +374,15 @@ def test_never_absent_for_a_key_labeled_at_the_applied_position(
             if op[1]:
                 rig.now[0] += 5.0
             rig.poll()
+        heads.append((rig.now[0], store.head))
         assert rig.false_negatives() == [], (rig.high_water, rig.follower.position)
-    # Drained and reloaded, the gate is exact about the current head.
+        # Not stale: behind the store by at most max_staleness, so every key labeled since
+        # the store's head of max_staleness ago is in the filter (a resync is no excuse).
+        if not rig.gate.stale():
+            then = rig.now[0] - rig.gate.max_staleness
+            old_head = max((h for t, h in heads if t < then), default=0)
+            assert rig.absent_labeled_since(old_head) == [], (old_head, rig.follower.position)
+    # Drained and reloaded, the gate is exact about the current head, and fresh.
     store.oldest = 1
     store.build()
     rig.now[0] += 5.0
@@ -282,3 +390,4 @@ def test_never_absent_for_a_key_labeled_at_the_applied_position(
         rig.poll()
     assert rig.false_negatives() == []
     assert rig.follower.position == store.head
+    assert not rig.gate.stale()

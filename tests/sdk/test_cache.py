@@ -141,3 +141,39 @@ def test_concurrent_fills_and_reads_keep_the_bound_and_never_tear(clock: FakeClo
         t.join()
     assert not errors
     assert len(cache) == 500
+
+
+def test_a_fill_skips_keys_evicted_after_its_mark_even_if_they_were_not_cached(
+    clock: FakeClock,
+) -> None:
+    cache = make(clock)
+    mark = cache.mark()  # a read of pin:1..3 begins
+    cache.evict(["pin:1"])  # the feed: pin:1 changed (nothing cached yet)
+    cache.fill({"pin:1": [label("pin:1")], "pin:2": [label("pin:2")]},
+               ["pin:1", "pin:2", "pin:3"], since=mark)
+    assert cache.entry("pin:1") is None
+    assert cache.get_fresh("pin:2") == (label("pin:2"),) and cache.get_fresh("pin:3") == ()
+    # a read that began after the eviction is cached
+    cache.fill({"pin:1": [label("pin:1")]}, ["pin:1"], since=cache.mark())
+    assert cache.get_fresh("pin:1") == (label("pin:1"),)
+
+
+def test_a_fill_older_than_a_clear_or_than_the_eviction_memory_caches_nothing(
+    clock: FakeClock,
+) -> None:
+    cache = LabelCache(max_entries=100, ttl=60, negative_ttl=10, serve_stale_for=0,
+                       timer=clock, eviction_memory=2)
+    mark = cache.mark()
+    cache.clear()  # a resync: every key may have changed
+    cache.fill({}, ["pin:1"], since=mark)
+    assert len(cache) == 0
+    mark = cache.mark()
+    cache.evict(["pin:7", "pin:8"])
+    cache.fill({}, ["pin:1"], since=mark)  # pin:7, pin:8 remembered: pin:1 is fine
+    assert cache.get_fresh("pin:1") == ()
+    cache.evict(["pin:9"])  # pin:7 forgotten: a fill from before it cannot tell
+    assert cache.evicted_since("pin:1", mark) and not cache.evicted_since("pin:1", cache.mark())
+    cache.fill({}, ["pin:2"], since=mark)
+    assert cache.entry("pin:2") is None
+    cache.fill({}, ["pin:2"], since=cache.mark())
+    assert cache.get_fresh("pin:2") == ()

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -27,9 +28,11 @@ from enforce_sdk._async_client import AsyncEnforcementClient
 from enforce_sdk._async_fetch import AsyncSingleFlightFetcher
 from enforce_sdk._cache import LabelCache
 from enforce_sdk._client import EnforcementClient
-from enforce_sdk._coalesce import BatchQueue, FetchOutcome
+from enforce_sdk._coalesce import BatchQueue, FetchOutcome, Flight
 from enforce_sdk._fetch import SingleFlightFetcher
+from enforce_sdk._follower import FeedFollower
 from enforce_sdk._stats import Stats
+from enforce_sdk.store._storage import Action, ChangeRecord
 from tests.sdk.test_client_unit import CONFIG, NOW
 
 DEADLINE = 10.0
@@ -52,6 +55,14 @@ def eventually(cond: Callable[[], bool], what: str) -> None:
         time.sleep(0.002)
 
 
+async def eventually_async(cond: Callable[[], bool], what: str) -> None:
+    """`eventually` for a coroutine: polls without blocking its event loop."""
+    deadline = time.monotonic() + DEADLINE
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for: {what}"
+        await asyncio.sleep(0.002)
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -61,7 +72,10 @@ class FakeClock:
 
 
 class GatedStore:
-    """Every read blocks until `release` is set; records requests and peak concurrency."""
+    """Every read blocks until `release` is set; records requests and peak concurrency.
+
+    A read answers what was labeled when it began (a write during it is not seen).
+    """
 
     def __init__(self, labeled: set[str] = frozenset()) -> None:  # type: ignore[assignment]
         self.labeled = labeled
@@ -77,11 +91,12 @@ class GatedStore:
             self.requests.append(list(keys))
             self.active += 1
             self.peak = max(self.peak, self.active)
+            answer = {k: [label(k)] for k in keys if k in self.labeled}  # as of the read's start
         try:
             assert self.release.wait(DEADLINE)
             if self.fail is not None:
                 raise self.fail
-            return {k: [label(k)] for k in keys if k in self.labeled}
+            return answer
         finally:
             with self._lock:
                 self.active -= 1
@@ -263,6 +278,71 @@ def test_a_failed_read_reaches_every_caller_it_carried(make_face: MakeFace) -> N
     assert face.submit(["pin:1"]).result(DEADLINE).error is None
 
 
+# -- reads racing the change feed ----------------------------------------------------------
+
+
+class OneChange:
+    """A change feed (FeedReader) whose only record is a write of `entity`."""
+
+    def __init__(self, entity: str) -> None:
+        self.record = ChangeRecord(1, entity, "s/human/n", Action.PUT, NOW, True)
+
+    def changes(self, after: int, limit: int = 1000, wait: float = 0.0) -> Any:
+        page = [self.record] if after < 1 else []
+        return SimpleNamespace(changes=page, head=1, next=1)
+
+    def close(self) -> None:
+        pass
+
+
+def feed_applies_a_write_of(face: Face, entity: str) -> None:
+    """What the follower does when the store's feed shows a write of `entity`: evict it."""
+    feed = OneChange(entity)
+    follower = FeedFollower(lambda: feed, face.cache, face.stats, wait=0)
+    follower.position = 0
+    assert follower.poll_once(feed) == 1
+
+
+def test_a_read_in_flight_when_the_feed_evicts_its_key_is_answered_but_not_cached(
+    make_face: MakeFace,
+) -> None:
+    store = GatedStore({"pin:1", "pin:2"})
+    face = make_face(store, window=0.0)
+    pending = face.submit(["pin:1", "pin:2", "pin:3"])
+    eventually(lambda: len(store.requests) == 1, "the read in flight")
+    store.labeled = {"pin:2"}  # pin:1's label is retracted now; the read began before
+    feed_applies_a_write_of(face, "pin:1")
+    store.release.set()
+    outcome = pending.result(DEADLINE)
+    assert outcome.labels["pin:1"] == (label("pin:1"),)  # its callers get what was read
+    assert face.cache.entry("pin:1") is None  # ... but the old labels are not cached
+    assert face.cache.get_fresh("pin:2") == (label("pin:2"),)  # keys not evicted are
+    assert face.cache.get_fresh("pin:3") == ()
+    later = face.submit(["pin:1"]).result(DEADLINE)
+    assert later.labels["pin:1"] == () and len(store.requests) == 2
+
+
+def test_a_miss_after_the_feed_evicted_a_key_does_not_join_the_older_read(
+    make_face: MakeFace,
+) -> None:
+    store = GatedStore({"pin:1"})
+    face = make_face(store, window=0.0)
+    before = face.submit(["pin:1"])
+    eventually(lambda: len(store.requests) == 1, "the read in flight")
+    store.labeled = set()  # retracted after that read began
+    feed_applies_a_write_of(face, "pin:1")
+    after = face.submit(["pin:1"])  # a check that starts after the feed said so
+    eventually(lambda: len(store.requests) == 2, "a read of its own")
+    also = face.submit(["pin:1"])  # joins the newer read
+    eventually(lambda: face.stats.coalesced_waits == 1, "the third caller to join")
+    store.release.set()
+    assert before.result(DEADLINE).labels["pin:1"] == (label("pin:1"),)
+    assert after.result(DEADLINE).labels["pin:1"] == ()
+    assert also.result(DEADLINE).labels["pin:1"] == ()
+    assert face.cache.get_fresh("pin:1") == ()
+    assert len(store.requests) == 2 and face.in_flight() == (0, 0)
+
+
 def test_the_sync_client_coalesces_concurrent_checks() -> None:
     store = GatedStore({"pin:3"})
     client = EnforcementClient(
@@ -311,11 +391,9 @@ def test_the_async_client_coalesces_concurrent_checks() -> None:
 
     async def scenario() -> list[bool]:
         first = asyncio.create_task(client.check("pin:0", "home_feed"))
-        while not store.requests:
-            await asyncio.sleep(0.001)
+        await eventually_async(lambda: bool(store.requests), "the first read")
         rest = [asyncio.create_task(client.check(f"pin:{i}", "home_feed")) for i in range(1, 20)]
-        while client._fetcher().in_flight() != (1, 19):
-            await asyncio.sleep(0.001)
+        await eventually_async(lambda: client._fetcher().in_flight() == (1, 19), "19 keys queued")
         store.release.set()
         decisions = await asyncio.gather(first, *rest)
         await client.aclose()
@@ -341,8 +419,8 @@ def test_every_key_is_sent_exactly_once_within_the_bounds(
     queue: BatchQueue[object] = BatchQueue(
         max_batch_keys=max_batch, max_in_flight=max_in_flight, window=1.0, clock=clock
     )
-    sent: list[list[str]] = []
-    open_batches: list[list[str]] = []
+    sent: list[Flight[object]] = []
+    open_batches: list[Flight[object]] = []
     claimed = 0
     for keys in arrivals:
         mine, _ = queue.claim([f"k{k}" for k in keys], object)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
@@ -69,6 +70,12 @@ def test_concurrent_misses_of_one_key_make_one_request() -> None:
     ]
     for t in others:
         t.start()
+    # release only once all five joined the read in flight (a late one would ask again)
+    deadline = time.monotonic() + 10
+    while stats.coalesced_waits < 5:
+        assert time.monotonic() < deadline, "the other callers never joined the read"
+        time.sleep(0.002)
+    assert fetcher.in_flight() == (1, 0)
     store.release.set()
     for t in [first, *others]:
         t.join(10)

@@ -1,12 +1,13 @@
 """Pre-fork servers: clients made before fork() keep working in every child.
 
-The parent makes both clients and fetches with them, then forks worker
-processes while one of its threads is inside a store read and another holds
-the fetcher's and the cache's locks. Nobody calls after_fork() by hand: the
-os.register_at_fork hook must. Each child must get correct decisions from the
-real store (fresh connections), not wait on the parent's in-flight read, and
-run its own change-feed follower: a label written after the fork reaches the
-child through the feed, not through the (hour-long) cache TTL.
+The parent makes both clients (both following the change feed) and fetches
+with them, then forks worker processes while one of its threads is inside a
+store read and another holds the sync fetcher's lock and both clients' cache
+locks. Nobody calls after_fork() by hand: the os.register_at_fork hook must.
+Each child must get correct decisions from the real store with both clients
+(fresh connections), not wait on the parent's in-flight read, and run its own
+change-feed followers: a label written after the fork reaches each client in
+the child through the feed, not through the (hour-long) cache TTL.
 """
 
 from __future__ import annotations
@@ -44,11 +45,16 @@ def block(entity: str) -> Label:
     )
 
 
+def _feed_thread(client: EnforcementClient | AsyncEnforcementClient) -> threading.Thread | None:
+    follower = client.follower
+    return None if follower is None else follower._thread
+
+
 def _worker(
     conn: Connection,
     sync: EnforcementClient,
     aio: AsyncEnforcementClient,
-    parent_feed_thread: int | None,
+    parent_feed_threads: tuple[int | None, int | None],
 ) -> None:
     """A forked child: check with both clients, report what it saw."""
     report: dict[str, Any] = {}
@@ -64,20 +70,33 @@ def _worker(
             return [d.visible for d in ds]
 
         report["async"] = asyncio.run(run())
-        follower = sync.follower
-        thread = None if follower is None else follower._thread
-        report["feed_thread_alive"] = thread is not None and thread.is_alive()
-        report["feed_thread_is_new"] = thread is not None and thread.ident != parent_feed_thread
+        for name, client, parent_thread in zip(
+            ("sync", "async"), (sync, aio), parent_feed_threads, strict=True
+        ):
+            thread = _feed_thread(client)
+            report[f"{name}_feed_thread_alive"] = thread is not None and thread.is_alive()
+            report[f"{name}_feed_thread_is_new"] = (
+                thread is not None and thread.ident != parent_thread
+            )
         conn.send(("ready", report))
-        # the parent writes pin:2 now; pin:2 is cached "unlabeled" for an hour here,
-        # so only this child's follower can evict it
+
+        # the parent writes pin:2 now; pin:2 is cached "unlabeled" for an hour in both
+        # clients here, so only this child's followers can evict it
+        async def aio_sees_pin_2() -> bool:
+            deadline = time.monotonic() + DEADLINE
+            while (await aio.check("pin:2", "home_feed")).visible:
+                if time.monotonic() > deadline:
+                    return False
+                await asyncio.sleep(0.02)
+            return True
+
         deadline = time.monotonic() + DEADLINE
         while sync.check("pin:2", "home_feed").visible:
             if time.monotonic() > deadline:
-                conn.send(("feed", False))
+                conn.send(("feed", False, None))
                 return
             time.sleep(0.02)
-        conn.send(("feed", True))
+        conn.send(("feed", True, asyncio.run(aio_sees_pin_2())))
     except BaseException as exc:
         conn.send(("error", repr(exc)))
         raise
@@ -88,13 +107,18 @@ def test_clients_made_before_fork_work_in_every_child(store_server: StoreServerP
         writer.put([block("pin:1"), block("pin:3"), block("pin:5")])
         token = store_server.tokens["reader"]
         sync = EnforcementClient(store_server.url, CONFIG, token=token)
-        aio = AsyncEnforcementClient(store_server.url, CONFIG, token=token, follow_changes=False)
+        aio = AsyncEnforcementClient(store_server.url, CONFIG, token=token)
         workers: list[Any] = []
         try:
             assert [sync.check(k, "home_feed").visible for k in ("pin:1", "pin:2")] == [False, True]
-            assert asyncio.run(aio.check("pin:1", "home_feed")).visible is False
-            assert sync.follower is not None and sync.follower._thread is not None
-            parent_feed_thread = sync.follower._thread.ident
+
+            async def parent_checks() -> list[bool]:
+                return [d.visible for d in await aio.check_many(["pin:1", "pin:2"], "home_feed")]
+
+            assert asyncio.run(parent_checks()) == [False, True]  # the parent's loop is gone
+            threads = (_feed_thread(sync), _feed_thread(aio))
+            assert threads[0] is not None and threads[1] is not None
+            parent_feed_threads = (threads[0].ident, threads[1].ident)
 
             # one parent thread stuck inside a store read of pin:3 ...
             gate, entered = threading.Event(), threading.Event()
@@ -109,11 +133,11 @@ def test_clients_made_before_fork_work_in_every_child(store_server: StoreServerP
             in_fetch = threading.Thread(target=lambda: sync.check("pin:3", "home_feed"))
             in_fetch.start()
             assert entered.wait(DEADLINE)
-            # ... and another holding the fetcher's and the cache's locks
+            # ... and another holding the fetcher's and both caches' locks
             holding, let_go = threading.Event(), threading.Event()
 
             def hold_locks() -> None:
-                with sync._fetcher._lock, sync.cache._lock:
+                with sync._fetcher._lock, sync.cache._lock, aio.cache._lock:
                     holding.set()
                     let_go.wait(DEADLINE)
 
@@ -125,7 +149,9 @@ def test_clients_made_before_fork_work_in_every_child(store_server: StoreServerP
             pipes = []
             for _ in range(WORKERS):
                 parent_end, child_end = ctx.Pipe()
-                proc = ctx.Process(target=_worker, args=(child_end, sync, aio, parent_feed_thread))
+                proc = ctx.Process(
+                    target=_worker, args=(child_end, sync, aio, parent_feed_threads)
+                )
                 proc.start()
                 pipes.append(parent_end)
                 workers.append(proc)
@@ -143,7 +169,7 @@ def test_clients_made_before_fork_work_in_every_child(store_server: StoreServerP
             writer.put(block("pin:2"))
             for conn in pipes:
                 assert conn.poll(DEADLINE + 5), "a child never reported on the feed"
-                assert conn.recv() == ("feed", True)
+                assert conn.recv() == ("feed", True, True)  # (sync, async) saw pin:2
             for proc in workers:
                 proc.join(DEADLINE)
                 assert proc.exitcode == 0
@@ -157,7 +183,9 @@ def test_clients_made_before_fork_work_in_every_child(store_server: StoreServerP
         assert report["sync"] == [False, False, True]
         assert not report["sync_degraded"]
         assert report["async"] == [False, False, False]
-        assert report["feed_thread_alive"] and report["feed_thread_is_new"]
+        for name in ("sync", "async"):
+            assert report[f"{name}_feed_thread_alive"], report
+            assert report[f"{name}_feed_thread_is_new"], report
 
 
 def test_the_fork_hook_holds_clients_weakly() -> None:
