@@ -17,9 +17,12 @@ loop that has closed is dropped when another loop first uses the client.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
+
+import httpx
 
 from ._async_fetch import AsyncLabelReader, AsyncSingleFlightFetcher
 from ._async_store import AsyncLabelStoreReader
@@ -94,6 +97,7 @@ class AsyncEnforcementClient:
         self._loops: dict[asyncio.AbstractEventLoop, _LoopState] = {}
         self._last: tuple[asyncio.AbstractEventLoop, AsyncSingleFlightFetcher] | None = None
         core.on_store_settings(self._on_store_settings)
+        self._pid = os.getpid()  # the process this client's resources belong to
         track_for_fork(self)
 
     # -- state ----------------------------------------------------------------
@@ -134,11 +138,15 @@ class AsyncEnforcementClient:
 
     async def check_many(
         self,
-        entities: Sequence[str],
+        entities: Iterable[str],
         surface: str,
-        related: Sequence[Related | None] | None = None,
+        related: Iterable[Related | None] | None = None,
     ) -> list[Decision]:
-        """Decisions for a page of entities, in order, with at most one store round trip."""
+        """Decisions for a page of entities, in order, with at most one store round trip.
+
+        `entities` and `related` may be any iterables (a generator is read once);
+        `related`, if given, has one entry (a mapping or None) per entity.
+        """
         return await self._decide(surface, entities, related)
 
     async def filter(
@@ -181,7 +189,13 @@ class AsyncEnforcementClient:
 
         Called automatically (os.register_at_fork) for every live client. The
         parent's per-loop fetchers and connections are abandoned, not closed.
+        A no-op in the process that made the client (or last re-created it):
+        calling it yourself, or twice in one child, changes nothing.
         """
+        pid = os.getpid()
+        if pid == self._pid:
+            return
+        self._pid = pid
         self._core.after_fork()
         self._loops_lock = threading.Lock()
         self._loops = {}
@@ -190,7 +204,7 @@ class AsyncEnforcementClient:
     # -- the I/O ---------------------------------------------------------------
 
     async def _decide(
-        self, surface: str, entities: Sequence[str], related: Sequence[Related | None] | None
+        self, surface: str, entities: Iterable[str], related: Iterable[Related | None] | None
     ) -> list[Decision]:
         core = self._core
         batch = core.begin(surface, entities, related)
@@ -248,9 +262,16 @@ class AsyncEnforcementClient:
             await state.reader.aclose()
 
     def _on_store_settings(self, settings: StoreSettings) -> None:
+        """Apply a swapped config's store settings to every loop's fetcher and reader."""
         with self._loops_lock:
-            fetchers = [state.fetcher for state in self._loops.values()]
-        for fetcher in fetchers:
+            states = list(self._loops.values())
+        for state in states:
+            reader = state.reader
+            if self._borrowed is None and isinstance(reader, AsyncLabelStoreReader):
+                reader.max_batch_keys = settings.max_batch_keys
+                # httpx reads its client's timeout as each request is built
+                reader._http.timeout = httpx.Timeout(settings.timeout)
+            fetcher = state.fetcher
             fetcher.max_batch_keys = settings.max_batch_keys
             fetcher.retries = settings.retries
             fetcher.retry_backoff = settings.retry_backoff

@@ -12,8 +12,9 @@ counted: never raised.
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 
 from ._cache import LabelCache
 from ._coalesce import DEFAULT_MAX_IN_FLIGHT, DEFAULT_WINDOW, FetchOutcome, validate_coalescing
@@ -82,6 +83,7 @@ class EnforcementClient:
             max_in_flight=max_in_flight,
         )
         core.on_store_settings(self._on_store_settings)
+        self._pid = os.getpid()  # the process this client's resources belong to
         track_for_fork(self)
 
     def _open_store(self) -> LabelStoreClient:
@@ -94,6 +96,11 @@ class EnforcementClient:
         )
 
     def _on_store_settings(self, settings: StoreSettings) -> None:
+        """Apply a swapped config's store settings to the fetcher and the owned connection."""
+        store = self._store
+        if self._owns_store and isinstance(store, LabelStoreClient):
+            store.timeout = settings.timeout  # read by every request as it starts
+            store.max_batch_keys = settings.max_batch_keys
         fetcher = self._fetcher
         fetcher.max_batch_keys = settings.max_batch_keys
         fetcher.retries = settings.retries
@@ -137,11 +144,15 @@ class EnforcementClient:
 
     def check_many(
         self,
-        entities: Sequence[str],
+        entities: Iterable[str],
         surface: str,
-        related: Sequence[Related | None] | None = None,
+        related: Iterable[Related | None] | None = None,
     ) -> list[Decision]:
-        """Decisions for a page of entities, in order, with at most one store round trip."""
+        """Decisions for a page of entities, in order, with at most one store round trip.
+
+        `entities` and `related` may be any iterables (a generator is read once);
+        `related`, if given, has one entry (a mapping or None) per entity.
+        """
         return self._decide(surface, entities, related)
 
     def filter(
@@ -171,9 +182,14 @@ class EnforcementClient:
     def after_fork(self) -> None:
         """Re-create connections, locks and the follower thread in a forked child.
 
-        Called automatically (os.register_at_fork) for every live client; calling
-        it again is harmless.
+        Called automatically (os.register_at_fork) for every live client. A no-op
+        in the process that made the client (or last re-created it): calling it
+        yourself, or twice in one child, changes nothing.
         """
+        pid = os.getpid()
+        if pid == self._pid:
+            return
+        self._pid = pid
         self._core.after_fork()
         if self._owns_store and not self._core.closed:
             # the parent's pool shares sockets with the parent, and its lock may be held:
@@ -184,7 +200,7 @@ class EnforcementClient:
     # -- the I/O ---------------------------------------------------------------
 
     def _decide(
-        self, surface: str, entities: Sequence[str], related: Sequence[Related | None] | None
+        self, surface: str, entities: Iterable[str], related: Iterable[Related | None] | None
     ) -> list[Decision]:
         core = self._core
         batch = core.begin(surface, entities, related)

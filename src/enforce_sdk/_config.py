@@ -36,6 +36,15 @@ BloomStaleMode = Literal["trust", "verify"]
 
 # Link kinds a surface may count; the client passes related keys under these names.
 RELATION_KINDS: Final = ("image", "domain", "creator", "board")
+# Other names accepted for a link kind, in the config and in check()'s `related`.
+RELATION_ALIASES: Final[Mapping[str, str]] = MappingProxyType({"user": "creator"})
+
+
+
+def relation_kind_names() -> tuple[str, ...]:
+    """Every name a link kind may be given under: the kinds, then their aliases."""
+    return (*RELATION_KINDS, *(f"{a} (= {k})" for a, k in RELATION_ALIASES.items()))
+
 
 _SURFACE_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _SYSTEM_RE = re.compile(r"[A-Za-z0-9_.\-@]{1,64}")
@@ -392,10 +401,14 @@ def _surface(v: _Problems, name: str, t: Mapping[str, Any], p: str) -> SurfaceCo
     related: dict[str, Enforcement] = {}
     for kind, minimum in v.table(t, "related", p + "related").items():
         rp = f"{p}related.{kind}"
-        if kind not in RELATION_KINDS:
-            v.add(rp, f"unknown link kind {kind!r} (known: {', '.join(RELATION_KINDS)})")
+        link = RELATION_ALIASES.get(kind, kind)
+        if link not in RELATION_KINDS:
+            v.add(rp, f"unknown link kind {kind!r} (known: {', '.join(relation_kind_names())})")
             continue
-        related[kind] = v.enforcement(minimum, rp, Enforcement.REMOVE)
+        if link in related:
+            v.add(rp, f"{kind!r} is another name for {link!r}, which is already set")
+            continue
+        related[link] = v.enforcement(minimum, rp, Enforcement.REMOVE)
     if len(v.items) > before:
         return None
     return SurfaceConfig(

@@ -30,6 +30,8 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
+import httpx
+
 from ._bloom_gate import (
     CANONICAL_RE,
     BloomGate,
@@ -38,10 +40,23 @@ from ._bloom_gate import (
     surely_unlabeled,
 )
 from ._cache import Entry, LabelCache, Labels
-from ._config import EnforcementConfig, StoreSettings, SurfaceConfig
+from ._config import (
+    RELATION_ALIASES,
+    RELATION_KINDS,
+    EnforcementConfig,
+    StoreSettings,
+    SurfaceConfig,
+    relation_kind_names,
+)
 from ._config_source import ConfigMeta, ConfigSource, coerce_config_source
 from ._decision import Decision
-from ._errors import EnforceError, EntityKeyError, InvalidInputError, UnknownSurfaceError
+from ._errors import (
+    EnforceError,
+    EntityKeyError,
+    InvalidInputError,
+    StoreUnavailableError,
+    UnknownSurfaceError,
+)
 from ._follower import FeedFollower
 from ._keys import canonical_key, domain_key_from_url
 from ._model import Label
@@ -160,7 +175,10 @@ class EnforcementCore:
         if follow_changes:
             timeout = initial.store.timeout
             self.follower = FeedFollower(
-                lambda: LabelStoreClient(store_url, token=token, timeout=timeout + 5.0),
+                # the applied config's timeout when the follower (re)connects
+                lambda: LabelStoreClient(
+                    store_url, token=token, timeout=self._applied.config.store.timeout + 5.0
+                ),
                 self.cache,
                 self.stats,
                 wait=feed_wait,
@@ -280,10 +298,14 @@ class EnforcementCore:
         """
         stats = self.stats
         t0 = stats.clock_ns()
-        surf = self._applied.surfaces.get(surface)
+        try:
+            surf = self._applied.surfaces.get(surface)
+        except TypeError:  # unhashable: no cost on the hot path, unlike a type check
+            raise self._unknown_surface(surface) from None
         if surf is None:
             raise self._unknown_surface(surface)
-        if related is None or not surf.related:
+        # `related` on a surface without links is validated, then ignored
+        if related is None or (not surf.related and _valid_related(related, 0)):
             gate = self.bloom_gate
             if gate is not None and type(entity) is str:
                 bloom = gate.bloom
@@ -333,30 +355,36 @@ class EnforcementCore:
         return decision
 
     def begin(
-        self, surface: str, entities: Sequence[str], related: Sequence[Related | None] | None
+        self, surface: str, entities: Iterable[str], related: Iterable[Related | None] | None
     ) -> Batch:
         """Validate a page and answer what the cache can; `batch.missing` is left to fetch.
 
-        Misuse (unknown surface, bad keys, bad related) raises here, before any I/O.
+        `entities` and `related` may be any iterables (read once). Misuse (unknown
+        surface, bad keys, bad related) raises here, before any I/O.
         """
         stats = self.stats
         t0 = stats.clock_ns()
-        surf = self._applied.surfaces.get(surface)
+        try:
+            surf = self._applied.surfaces.get(surface)
+        except TypeError:  # unhashable
+            raise self._unknown_surface(surface) from None
         if surf is None:
             raise self._unknown_surface(surface)
-        if related is not None and len(related) != len(entities):
-            raise InvalidInputError(
-                f"related has {len(related)} entries for {len(entities)} entities", field="related"
-            )
-        stats.checks += len(entities)
-        out: list[Decision | None] = [None] * len(entities)
+        keys: Sequence[str] = (
+            entities
+            if type(entities) is tuple or isinstance(entities, list)
+            else _materialise(entities, "entities")
+        )
+        rels = None if related is None else _related_page(related, len(keys))
+        stats.checks += len(keys)
+        out: list[Decision | None] = [None] * len(keys)
         batch = Batch(surf, t0, out)
-        links = bool(surf.related) and related is not None
-        todo: Iterable[int] = range(len(entities))
+        links = bool(surf.related) and rels is not None
+        todo: Iterable[int] = range(len(keys))
         gate = self.bloom_gate
         if gate is not None and not links and gate.bloom is not None:
             # Fastest path: the page's raw keys through the filter in one C call.
-            absent = self._precheck_page(gate, batch, entities, type(entities) is _FilterKeys)
+            absent = self._precheck_page(gate, batch, keys, type(keys) is _FilterKeys)
             if absent:
                 skip = set(absent)
                 todo = [i for i in todo if i not in skip]
@@ -367,9 +395,9 @@ class EnforcementCore:
         allow = surf.resolver.allow
         hits = negatives = 0
         for i in todo:
-            raw = entities[i]
+            raw = keys[i]
             entry = entries.get(raw) if type(raw) is str else None
-            if entry is None or entry[1] <= now or (links and related[i]):  # type: ignore[index]
+            if entry is None or entry[1] <= now or (links and rels[i]):  # type: ignore[index]
                 slow.append(i)
             elif entry[0]:
                 hits += 1
@@ -384,8 +412,8 @@ class EnforcementCore:
             items = batch.items
             for i in slow:
                 try:
-                    key = canonical_key(entities[i])
-                    rel = self._related_keys(surf, None if related is None else related[i])
+                    key = canonical_key(keys[i])
+                    rel = self._related_keys(surf, None if rels is None else rels[i])
                 except EntityKeyError as exc:
                     raise EntityKeyError(f"item {i}: {exc.problem}", field=exc.field) from exc
                 items.append((key, rel))
@@ -467,22 +495,29 @@ class EnforcementCore:
 
     def _unknown_surface(self, surface: object) -> UnknownSurfaceError:
         known = ", ".join(sorted(self._applied.surfaces))
+        if not isinstance(surface, str):
+            return UnknownSurfaceError(
+                f"must be a surface name (str), got {type(surface).__name__} {surface!r} "
+                f"(configured: {known})",
+                field="surface",
+            )
         return UnknownSurfaceError(
             f"unknown surface {surface!r} (configured: {known})", field="surface"
         )
 
-    def _related_keys(self, surf: _Surface, related: Related | None) -> dict[str, str]:
-        """Canonical keys of the related entities the surface takes into account."""
+    @staticmethod
+    def _related_keys(surf: _Surface, related: Related | None) -> dict[str, str]:
+        """Canonical keys of the related entities the surface takes into account.
+
+        `related` was validated by _valid_related (a mapping of known link kinds).
+        """
         if not related:
             return {}
-        if not isinstance(related, Mapping):
-            raise InvalidInputError(
-                f"must be a mapping of kind to id, got {type(related).__name__}", field="related"
-            )
         out: dict[str, str] = {}
         for kind, value in related.items():
+            kind = _KIND_OF_ALIAS.get(kind, kind)
             if kind not in surf.related or value is None:
-                continue
+                continue  # a known kind this surface does not count
             out[kind] = _related_key(kind, value)
         return out
 
@@ -533,6 +568,7 @@ class EnforcementCore:
         stats = self.stats
         surf, found, now = batch.surf, batch.found, batch.now
         error: EnforceError | None = None
+        problem: tuple[str, str] | None = None
         if outcome is not None:
             found.update(outcome.labels)
             error = outcome.error
@@ -553,6 +589,7 @@ class EnforcementCore:
                 out[i] = decision
                 continue
             # Some labels could not be fetched: serve stale entries if all are within bound.
+            problem = problem or _store_problem(error)
             stale = {k: self.cache.get_stale(k, now) for k in absent}
             if all(v is not None for v in stale.values()):
                 stats.stale_served += 1
@@ -563,10 +600,10 @@ class EnforcementCore:
                     if v
                 }
                 out[i] = self._resolve_safely(surf, key, labels, rel, wall).degrade(
-                    f"stale: store unreachable ({error})"
+                    f"stale: {problem[0]} ({problem[1]})"
                 )
             else:
-                out[i] = self._fail(surf, key, f"store unreachable: {error}")
+                out[i] = self._fail(surf, key, f"{problem[0]}: {problem[1]}")
         batch.items = []
 
     def _crashed(self, batch: Batch, exc: Exception) -> None:
@@ -644,7 +681,83 @@ SNAPSHOT_TIMEOUT = 10.0  # seconds a bloom snapshot download may take (at least)
 
 
 # Link kinds whose entities are keyed under another kind.
-_LINK_ENTITY_KIND = {"creator": "user", "link": "domain"}
+_LINK_ENTITY_KIND = {"creator": "user"}
+# Every name check()'s `related` accepts, and the kind each alias stands for.
+_KNOWN_KINDS = frozenset((*RELATION_KINDS, *RELATION_ALIASES))
+_KIND_OF_ALIAS: Mapping[str, str] = dict(RELATION_ALIASES)
+
+
+def _valid_related(related: object, index: int) -> bool:
+    """True for a mapping of known link kinds; raises InvalidInputError for anything else.
+
+    Known kinds a surface does not list are ignored by the caller; an unknown
+    kind (a typo) is misuse.
+    """
+    if type(related) is dict:
+        if related.keys() <= _KNOWN_KINDS and not ("user" in related and "creator" in related):
+            return True
+    elif not isinstance(related, Mapping):
+        raise InvalidInputError(
+            f"item {index}: must be a mapping of link kind to id, got {type(related).__name__}",
+            field="related",
+        )
+    for kind in related:
+        if kind not in _KNOWN_KINDS:
+            raise InvalidInputError(
+                f"item {index}: unknown link kind {kind!r} "
+                f"(accepted: {', '.join(relation_kind_names())})",
+                field="related",
+            )
+    for alias, kind in _KIND_OF_ALIAS.items():
+        if alias in related and kind in related:
+            raise InvalidInputError(
+                f"item {index}: {alias!r} is another name for {kind!r}: give one of them",
+                field="related",
+            )
+    return True
+
+
+def _related_page(related: Iterable[Related | None], count: int) -> Sequence[Related | None]:
+    """A page's `related` as a sequence of `count` validated entries (None or a mapping)."""
+    if type(related) is not tuple and not isinstance(related, list):
+        related = _materialise(related, "related")
+    if len(related) != count:
+        raise InvalidInputError(
+            f"has {len(related)} entries for {count} entities", field="related"
+        )
+    for i, rel in enumerate(related):
+        if rel is not None:
+            _valid_related(rel, i)
+    return related
+
+
+def _materialise(values: object, field: str) -> list[Any]:
+    """Any iterable as a list (read once); a lone str or a non-iterable is misuse."""
+    if isinstance(values, str | bytes | Mapping):
+        raise InvalidInputError(
+            f"must be an iterable of entries, one per entity, got one {type(values).__name__}"
+            + (" (use check() for a single key)" if field == "entities" else ""),
+            field=field,
+        )
+    if not isinstance(values, Iterable):
+        raise InvalidInputError(f"must be an iterable, got {type(values).__name__}", field=field)
+    return list(values)
+
+
+def _store_problem(error: EnforceError | None) -> tuple[str, str]:
+    """Why labels could not be had: ("store unreachable" or "store error", the error).
+
+    Unreachable: a transport failure or a timeout. Store error: the store
+    answered, but with an error status or data that does not parse (and
+    whatever else the fetcher wrapped: a reader that raised something else).
+    """
+    if isinstance(error, StoreUnavailableError):
+        cause = error.__cause__
+        if cause is None or isinstance(cause, httpx.HTTPError):
+            return "store unreachable", str(error)
+    if error is None:
+        return "store error", "no answer for the key"
+    return "store error", str(error)
 
 
 def _related_key(kind: str, value: str) -> str:

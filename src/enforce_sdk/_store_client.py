@@ -239,6 +239,22 @@ class LabelStoreClient:
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout,
                                   transport=transport)
 
+    @property
+    def timeout(self) -> float:
+        """Seconds per request (connect, read, write and pool wait each).
+
+        Settable while in use: every request reads it when it starts (the
+        change feed's long polls add their `wait`).
+        """
+        return self._timeout
+
+    @timeout.setter
+    def timeout(self, value: float) -> None:
+        if not value > 0:
+            raise InvalidInputError(f"must be > 0 seconds, got {value!r}", field="timeout")
+        self._timeout = value
+        self._http.timeout = httpx.Timeout(value)
+
     # -- plumbing --------------------------------------------------------------------------
 
     def _call(

@@ -15,6 +15,7 @@ import pytest
 
 from enforce_sdk import Enforcement, Label, Source, SourceType
 from enforce_sdk._client import EnforcementClient
+from enforce_sdk._config_source import StaticConfigSource
 from enforce_sdk._store_client import LabelStoreClient
 from tests.fixtures.store_server import StoreServerProcess
 
@@ -102,7 +103,7 @@ def test_store_stopped_mid_run_then_back(
         assert (
             not stale.visible
             and stale.degraded
-            and (stale.degraded_reason or "").startswith("stale")
+            and (stale.degraded_reason or "").startswith("stale: store unreachable (")
         )
         never_seen = client.check_many(["pin:50", "pin:51"], "search")
         assert all(d.degraded and not d.visible for d in never_seen)  # search fails closed
@@ -172,8 +173,33 @@ def test_faulty_store_answers_are_degraded_never_raised(
         assert feed.visible and feed.degraded and "fail_open" in (feed.degraded_reason or "")
         assert not search.visible and search.degraded
         assert client.stats.fetch_errors == 2
+    # the store answered (bad data, a 500): a store error; it did not answer: unreachable
+    problem = "store unreachable" if mode == "hang" else "store error"
+    assert (feed.degraded_reason or "").startswith(f"fail_open: {problem}: "), feed.degraded_reason
+    assert (search.degraded_reason or "").startswith(f"fail_closed: {problem}: ")
+    if mode == "500":
+        assert "label store answered 500" in (feed.degraded_reason or "")
     if mode == "hang":
         assert elapsed < 1.5  # two 300 ms timeouts, not the server's 2 s
+
+
+def test_a_config_swap_changes_the_request_timeout(fault_server: _FaultServer) -> None:
+    url = f"http://127.0.0.1:{fault_server.server_address[1]}"
+    slow = {**CONFIG, "store": {"timeout": "5s", "retries": 0}}
+    source = StaticConfigSource(slow)
+    fault_server.mode = "500"  # answers at once: the connection (and per-loop state) exist
+    with EnforcementClient(url, source, follow_changes=False) as client:
+        assert "store error" in (client.check("pin:1", "home_feed").degraded_reason or "")
+        source.push({**slow, "version": 2, "store": {"timeout": "100ms", "retries": 0}})
+        fault_server.mode = "hang"  # answers after 2 s
+        start = time.monotonic()
+        d = client.check("pin:2", "home_feed")
+        elapsed = time.monotonic() - start
+    # the request itself timed out after 100 ms (not the server's answer at 2 s, nor the
+    # caller giving up on a request still running with the old 5 s timeout)
+    assert (d.degraded_reason or "").startswith("fail_open: store unreachable: "), d.degraded_reason
+    assert "ReadTimeout" in (d.degraded_reason or "")
+    assert elapsed < 1.9
 
 
 def test_unreachable_port_fails_open_quickly() -> None:

@@ -11,9 +11,11 @@ import pytest
 from enforce_sdk import (
     Enforcement,
     EntityKeyError,
+    InvalidInputError,
     Label,
     Source,
     SourceType,
+    StoreResponseError,
     StoreUnavailableError,
     UnknownSurfaceError,
 )
@@ -155,10 +157,10 @@ def test_store_down_answers_by_fail_mode_never_raises_and_counts() -> None:
         open_ = client.check("pin:1", "home_feed")
         closed = client.check("pin:1", "search")
         stats = client.stats.to_dict()
-    assert open_.visible and open_.degraded and "fail_open" in (open_.degraded_reason or "")
-    assert (
-        not closed.visible and closed.degraded and "fail_closed" in (closed.degraded_reason or "")
-    )
+    assert open_.visible and open_.degraded
+    assert open_.degraded_reason == "fail_open: store unreachable: connection refused"
+    assert not closed.visible and closed.degraded
+    assert closed.degraded_reason == "fail_closed: store unreachable: connection refused"
     assert stats["fail_open"] == 1 and stats["fail_closed"] == 1 and stats["fetch_errors"] == 2
 
 
@@ -168,6 +170,16 @@ def test_garbage_from_the_store_is_a_degraded_answer_not_an_exception() -> None:
     with make(store) as client:
         d = client.check("pin:1", "home_feed")
     assert d.degraded and d.visible
+    # labels that are not Labels fail in the resolver: an internal error, not the store's
+    assert (d.degraded_reason or "").startswith("fail_open: error: AttributeError")
+
+
+def test_a_store_error_is_told_apart_from_an_unreachable_store() -> None:
+    store = FakeStore()
+    store.fail = StoreResponseError(500, {"error": "boom"})
+    with make(store) as client:
+        d = client.check("pin:1", "home_feed")
+    assert d.degraded_reason == "fail_open: store error: label store answered 500: {'error': 'boom'}"
 
 
 def test_stale_entries_are_served_within_bound_while_store_is_down_then_recover() -> None:
@@ -178,11 +190,8 @@ def test_stale_entries_are_served_within_bound_while_store_is_down_then_recover(
         store.fail = StoreUnavailableError("down")
         clock.mono += 120  # past the 60 s TTL, within the 10 min stale bound
         stale = client.check("pin:1", "home_feed")
-        assert (
-            not stale.visible
-            and stale.degraded
-            and (stale.degraded_reason or "").startswith("stale")
-        )
+        assert not stale.visible and stale.degraded
+        assert stale.degraded_reason == "stale: store unreachable (down)"
         assert client.stats.stale_served == 1
         clock.mono += 3600  # past the stale bound: fail mode
         failed = client.check("pin:1", "home_feed")
@@ -274,3 +283,99 @@ def test_a_config_update_during_construction_is_applied_not_lost() -> None:
     with make(FakeStore(), config=EagerSource()) as client:
         assert client.config.version == 2
         assert client.stats.config_updates == 1
+
+
+# -- linked entities: accepted kinds, the `user` alias, typos -------------------------------
+
+ISSUE_LINKS = {"image": "9f2c", "domain": "example.com", "user": "42"}  # the issue's example
+
+
+def test_user_is_another_name_for_the_creator_link() -> None:
+    store = FakeStore([label("user:42", Enforcement.REMOVE)])
+    with make(store) as client:
+        d = client.check("pin:2", "home_feed", ISSUE_LINKS)
+        assert not d.visible and d.enforcement == Enforcement.REMOVE
+        assert d.decided_by == "user:42" and d.causes[0].relation == "creator"
+        # image is a known kind home_feed does not list: ignored, never fetched
+        assert store.requests == [["pin:2", "domain:example.com", "user:42"]]
+        many = client.check_many(["pin:3", "pin:4"], "home_feed", [None, {"user": "user:42"}])
+        assert [x.visible for x in many] == [True, False]
+        shown = client.filter(["pin:5", "pin:6"], "home_feed",
+                              related=lambda it: {"user": "42"} if it == "pin:6" else None)
+        assert shown == ["pin:5"]
+
+
+@pytest.mark.parametrize("surface", ["home_feed", "search"])  # with links, and without any
+def test_an_unknown_link_kind_is_misuse_on_every_call(surface: str) -> None:
+    store = FakeStore()
+    with make(store) as client:
+        client.check("pin:1", surface)  # warm: the cache-hit path must check too
+        calls = [
+            lambda: client.check("pin:1", surface, {"domian": "example.com"}),
+            lambda: client.check("pin:9", surface, {"domian": "example.com"}),
+            lambda: client.check_many(["pin:1", "pin:2"], surface, [None, {"domian": "x.com"}]),
+            lambda: client.filter(["pin:1"], surface, related=lambda it: {"domian": "x.com"}),
+        ]
+        for call in calls:
+            with pytest.raises(InvalidInputError, match="unknown link kind 'domian'") as err:
+                call()
+            assert "accepted: image, domain, creator, board, user (= creator)" in str(err.value)
+            assert err.value.field == "related"
+    assert store.requests == [["pin:1"]]  # no I/O for misuse
+
+
+def test_user_and_creator_together_are_misuse() -> None:
+    with make(FakeStore()) as client, pytest.raises(InvalidInputError, match="another name"):
+        client.check("pin:1", "home_feed", {"user": "42", "creator": "43"})
+
+
+@pytest.mark.parametrize("surface", ["home_feed", "search"])
+def test_related_that_is_not_a_mapping_is_misuse(surface: str) -> None:
+    with make(FakeStore()) as client:
+        client.check("pin:1", surface)  # warm
+        for bad in (["domain", "x.com"], "domain=x.com", 42):
+            with pytest.raises(InvalidInputError, match="must be a mapping of link kind to id"):
+                client.check("pin:1", surface, bad)  # type: ignore[arg-type]
+        with pytest.raises(InvalidInputError, match="item 1: must be a mapping"):
+            client.check_many(["pin:1", "pin:2"], surface, [None, "x.com"])  # type: ignore[list-item]
+        with pytest.raises(InvalidInputError, match="has 1 entries for 2 entities"):
+            client.check_many(["pin:1", "pin:2"], surface, [None])
+
+
+# -- misuse of the call's shape ---------------------------------------------------------
+
+
+def test_a_surface_that_is_not_a_name_is_an_unknown_surface() -> None:
+    with make(FakeStore()) as client:
+        client.check("pin:1", "home_feed")  # warm: the fast path
+        for call in (
+            lambda: client.check("pin:1", ["home_feed"]),  # type: ignore[arg-type]
+            lambda: client.check("pin:9", {"s": 1}),  # type: ignore[arg-type]
+            lambda: client.check_many(["pin:1"], ["home_feed"]),  # type: ignore[arg-type]
+            lambda: client.filter(["pin:1"], ["home_feed"]),  # type: ignore[arg-type]
+        ):
+            with pytest.raises(UnknownSurfaceError, match="must be a surface name"):
+                call()
+
+
+def test_check_many_and_filter_take_any_iterable_read_once() -> None:
+    store = FakeStore([label("pin:2", Enforcement.BLOCK), label("domain:bad.com", Enforcement.BLOCK)])
+    with make(store) as client:
+        keys = (f"pin:{i}" for i in range(4))
+        links = iter([None, None, {"domain": "bad.com"}, None])
+        decisions = client.check_many(keys, "home_feed", links)
+        assert [d.entity for d in decisions] == ["pin:0", "pin:1", "pin:2", "pin:3"]
+        assert [d.visible for d in decisions] == [True, True, False, True]
+        assert len(store.requests) == 1
+        assert client.check_many(iter(()), "home_feed") == []
+        assert client.filter((k for k in ("pin:1", "pin:2")), "home_feed") == ["pin:1"]
+
+
+def test_check_many_refuses_a_lone_key_or_a_non_iterable() -> None:
+    with make(FakeStore()) as client:
+        with pytest.raises(InvalidInputError, match="use check"):
+            client.check_many("pin:1", "home_feed")
+        with pytest.raises(InvalidInputError, match="must be an iterable"):
+            client.check_many(42, "home_feed")  # type: ignore[arg-type]
+        with pytest.raises(InvalidInputError, match="related: must be an iterable of entries"):
+            client.check_many(["pin:1"], "home_feed", {"domain": "x.com"})  # type: ignore[arg-type]

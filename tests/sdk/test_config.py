@@ -85,6 +85,20 @@ def test_to_dict_round_trips_through_json_and_toml_equivalents(tmp_path: Path) -
     assert doc["surfaces"]["home_feed"]["half_life"] == "1w"
 
 
+def test_user_is_another_name_for_the_creator_link() -> None:
+    cfg = EnforcementConfig.from_dict(with_surface(related={"user": "remove", "domain": "block"}))
+    home = cfg.surface("home_feed")
+    assert home.name == "home_feed"
+    assert dict(home.related) == {"creator": Enforcement.REMOVE, "domain": Enforcement.BLOCK}
+    assert cfg.to_dict()["surfaces"]["home_feed"]["related"] == {"creator": "remove",
+                                                                 "domain": "block"}
+
+
+def test_an_unknown_link_kind_lists_the_accepted_names() -> None:
+    with pytest.raises(ConfigError, match=r"known: image, domain, creator, board, user \(= creator\)"):
+        EnforcementConfig.from_dict(with_surface(related={"domian": "block"}))
+
+
 def test_unknown_surface_is_reported_with_the_known_ones() -> None:
     cfg = EnforcementConfig.from_dict(MINIMAL)
     with pytest.raises(UnknownSurfaceError, match=r"unknown surface 'serch'.*home_feed"):
@@ -149,6 +163,8 @@ def test_config_is_immutable() -> None:
          "finite number"),
         (with_surface(related={"domian": "block"}), "surfaces.home_feed.related.domian",
          "unknown link kind 'domian'"),
+        (with_surface(related={"creator": "remove", "user": "block"}),
+         "surfaces.home_feed.related.user", "'user' is another name for 'creator'"),
         (with_surface(related={"domain": "severe"}), "surfaces.home_feed.related.domain",
          "must be an enforcement"),
         (with_surface(related={"domain": "allow"}), "surfaces.home_feed.related.domain",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+from collections.abc import Iterator
 
 import click
 
@@ -55,15 +58,44 @@ def check(
 ) -> None:
     """Decide KEY on a surface and explain why.
 
-    Exit status 0 when visible on the surface, 3 when hidden, 2 on error.
+    --timeout replaces the config's store.timeout. Exit status 0 when visible
+    on the surface, 3 when hidden, 2 on a usage or config error, and 2 when
+    the store could not be read: the decision is then still printed (the
+    surface's fail mode, flagged DEGRADED) and stderr says why.
     """
     from .._client import EnforcementClient
+    from .._config import EnforcementConfig
 
-    with EnforcementClient(url, os.fspath(config_path), token=token) as client:
-        decision = client.check(key, surface, _related(related) or None)
+    document = EnforcementConfig.load(os.fspath(config_path)).to_dict()
+    document["store"]["timeout"] = timeout
+    # One check: no change feed, so no bloom precheck (it needs the feed to stay honest).
+    document["bloom"]["enabled"] = False
+    config = EnforcementConfig.from_dict(document)
+    links = _related(related) or None
+    with _quiet_sdk(), EnforcementClient(url, config, token=token, follow_changes=False) as client:
+        decision = client.check(key, surface, links)
     if as_json:
         click.echo(json.dumps(decision.to_dict(), indent=2))
     else:
         click.echo(decision.explain())
+    if decision.degraded:
+        fail(f"no labels from the label store at {url}: {decision.degraded_reason} "
+             f"(the decision above is the {surface} surface's fail mode)", EXIT_USAGE)
     if not decision.visible:
         raise SystemExit(3)
+
+
+@contextlib.contextmanager
+def _quiet_sdk() -> Iterator[None]:
+    """The SDK's warnings, for the span of the command: the exit status and one line say it.
+
+    Errors (internal failures, with tracebacks) still show; ENFORCE_DEBUG shows everything.
+    """
+    logger = logging.getLogger("enforce_sdk")
+    level = logger.level
+    if not os.environ.get("ENFORCE_DEBUG"):
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
