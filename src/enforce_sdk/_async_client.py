@@ -22,8 +22,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-import httpx
-
 from ._async_fetch import AsyncLabelReader, AsyncSingleFlightFetcher
 from ._async_store import AsyncLabelStoreReader
 from ._cache import LabelCache
@@ -269,8 +267,7 @@ class AsyncEnforcementClient:
             reader = state.reader
             if self._borrowed is None and isinstance(reader, AsyncLabelStoreReader):
                 reader.max_batch_keys = settings.max_batch_keys
-                # httpx reads its client's timeout as each request is built
-                reader._http.timeout = httpx.Timeout(settings.timeout)
+                reader.timeout = settings.timeout
             fetcher = state.fetcher
             fetcher.max_batch_keys = settings.max_batch_keys
             fetcher.retries = settings.retries

@@ -214,5 +214,6 @@ class EnforcementClient:
 
 
 def _wait_timeout(settings: StoreSettings) -> float:
-    """How long a caller waits for a store read, its retries included."""
-    return settings.timeout * (settings.retries + 1) + 1.0
+    """How long a caller waits for a store read: every attempt, the backoffs between, 1 s slack."""
+    backoffs = settings.retry_backoff * float(2**settings.retries - 1)  # doubling each time
+    return settings.timeout * (settings.retries + 1) + backoffs + 1.0

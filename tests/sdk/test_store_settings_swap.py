@@ -67,3 +67,25 @@ def test_the_store_client_timeout_is_validated() -> None:
             with pytest.raises(InvalidInputError, match="timeout"):
                 store.timeout = bad
         assert store.timeout == 5.0
+
+
+def test_a_caller_waits_for_every_attempt_and_the_backoffs_between() -> None:
+    from enforce_sdk._client import _wait_timeout
+    from enforce_sdk._config import StoreSettings
+
+    # 3 attempts of 0.25 s, backoffs of 0.1 + 0.2 s, and 1 s of slack
+    settings = StoreSettings(timeout=0.25, retries=2, retry_backoff=0.1)
+    assert _wait_timeout(settings) == pytest.approx(0.75 + 0.3 + 1.0)
+    assert _wait_timeout(StoreSettings(timeout=0.5, retries=0, retry_backoff=9.0)) == 1.5
+
+
+def test_the_async_reader_timeout_is_validated_and_applied() -> None:
+    reader = AsyncLabelStoreReader(URL, timeout=2.0)
+    try:
+        reader.timeout = 0.1
+        assert reader._http.timeout == httpx.Timeout(0.1)
+        with pytest.raises(InvalidInputError, match="timeout"):
+            reader.timeout = 0
+        assert reader.timeout == 0.1
+    finally:
+        asyncio.run(reader.aclose())
