@@ -9,7 +9,7 @@ updates. Histograms use power-of-two nanosecond buckets, one list index bump.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 COUNTERS = (
@@ -33,6 +33,21 @@ COUNTERS = (
     "feed_errors",  # change-feed polls that failed
     "snapshot_loads",  # bloom snapshots loaded
 )
+
+#: A config source's own stats() (the ZooKeeper source's) exported with the
+#: client's: counters, then gauges. `config_rejected` above counts only versions
+#: the client refused; a document the source rejects never reaches the client
+#: and is counted here (`config_source_rejected`).
+SOURCE_COUNTERS = (
+    "rejected",  # documents refused by the source (invalid, oversized, older)
+    "read_denied",  # reads ZooKeeper refused for this identity (NoAuth)
+    "stale_ignored",  # re-reads of the applied version
+    "disconnects",
+    "reconnects",
+    "session_losses",
+    "cache_write_errors",
+)
+SOURCE_GAUGES = ("applied_version", "age_seconds", "connected", "read_refused")
 
 _BUCKETS = 40  # 2^0 .. 2^39 ns (~9 minutes): bucket i holds [2^(i-1), 2^i)
 
@@ -94,10 +109,24 @@ class Stats:
         self.check_latency = LatencyHistogram()  # per call of check/check_many/filter
         self.fetch_latency = LatencyHistogram()  # per store round trip
         self.gauges: dict[str, Callable[[], float]] = {}
+        self.config_source: Callable[[], Mapping[str, Any]] | None = None
 
     def add_gauge(self, name: str, read: Callable[[], float]) -> None:
         """Expose a value computed on read (cache size, config version, feed lag...)."""
         self.gauges[name] = read
+
+    def add_config_source(self, read: Callable[[], Mapping[str, Any]]) -> None:
+        """Export a config source's stats() (origin, age, its rejections) with these."""
+        self.config_source = read
+
+    def _source_stats(self) -> Mapping[str, Any] | None:
+        read = self.config_source
+        if read is None:
+            return None
+        try:
+            return read()
+        except Exception:  # a source must never break a stats read
+            return None
 
     def reset(self) -> None:
         for name in COUNTERS:
@@ -114,6 +143,9 @@ class Stats:
                 out[name] = read()
             except Exception:  # a gauge must never break a stats read
                 out[name] = None
+        if self.config_source is not None:
+            source = self._source_stats()
+            out["config_source"] = dict(source) if source is not None else None
         return out
 
     def prometheus_collector(self, prefix: str = "enforce_sdk") -> Any:
@@ -152,6 +184,7 @@ class Stats:
                     yield GaugeMetricFamily(
                         f"{prefix}_{gname}", gname.replace("_", " "), value=value
                     )
+                yield from _source_metrics(prefix, stats._source_stats())
 
         return _Collector()
 
@@ -164,3 +197,28 @@ class Stats:
         collector = self.prometheus_collector(prefix)
         registry.register(collector)
         return collector
+
+
+def _source_metrics(prefix: str, source: Mapping[str, Any] | None) -> Iterator[Any]:
+    """Prometheus families of a config source's stats (nothing if it has none)."""
+    if source is None:
+        return
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    for name in SOURCE_COUNTERS:
+        value = source.get(name)
+        if isinstance(value, int | float):
+            yield CounterMetricFamily(f"{prefix}_config_source_{name}",
+                                      "config source " + name.replace("_", " "), value=value)
+    for name in SOURCE_GAUGES:
+        value = source.get(name)
+        if isinstance(value, int | float):  # bools count as 0/1
+            yield GaugeMetricFamily(f"{prefix}_config_source_{name}",
+                                    "config source " + name.replace("_", " "),
+                                    value=float(value))
+    origin = source.get("origin")
+    if isinstance(origin, str):
+        info = GaugeMetricFamily(f"{prefix}_config_source_origin",
+                                 "where the applied config came from", labels=["origin"])
+        info.add_metric([origin], 1.0)
+        yield info

@@ -21,7 +21,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kazoo.client import KazooClient
+from kazoo.exceptions import NodeExistsError, NoNodeError
 from kazoo.retry import KazooRetry
+from kazoo.security import ACL
 
 from ._config import EnforcementConfig
 from ._errors import ConfigConflictError, ConfigError, ConfigPermissionError, ConfigSourceError
@@ -31,6 +33,7 @@ from ._zk_layout import (
     MAX_DOCUMENT_BYTES,
     ConfigLayout,
     check_hosts,
+    check_namespace_acls,
     config_acls,
     decode_document,
     decode_envelope,
@@ -216,6 +219,20 @@ class ZooKeeperConfigStore:
             rollback_of=envelope.get("rollback_of"),
         )
 
+    def newest_valid(self) -> tuple[int, EnforcementConfig] | None:
+        """The newest history version whose document validates, with its config.
+
+        When the config node holds an invalid document (written around the CLI),
+        SDK hosts keep serving the last valid version they saw: the newest valid
+        pushed version. None if the history holds none.
+        """
+        for version in reversed(self.history_versions()):
+            try:
+                return version, self._validate(self.entry(version).document)
+            except ConfigError as exc:
+                log.warning("config: history version %d is invalid: %s", version, exc)
+        return None
+
     def history(self, limit: int | None = None) -> list[HistoryEntry]:
         """History entries, newest first."""
         versions = self.history_versions()[::-1]
@@ -232,11 +249,38 @@ class ZooKeeperConfigStore:
             )
         return self._auth
 
-    def ensure_layout(self) -> None:
-        """Create the root and history nodes (and missing ancestors) with the config ACL."""
-        acls = config_acls(self._require_admin(), self._readers)
-        with kazoo_errors(f"create {self.layout.root}"):
-            self.zk.ensure_path(self.layout.history, acl=acls)
+    def namespace_acls(self) -> list[ACL]:
+        """The ACL of every new node: the root's own, or (no root yet) the config ACL.
+
+        Reusing the root's ACL keeps named readers on every later node whatever
+        the flags of later commands. The root is checked first: it must be the
+        admin's and closed to writes by others; `--reader` must match its readers.
+        """
+        admin = self._require_admin()
+        with kazoo_errors(f"read the ACL of {self.layout.root}"):
+            try:
+                acls, _ = self.zk.get_acls(self.layout.root)
+            except NoNodeError:
+                return config_acls(admin, self._readers)
+        check_namespace_acls(self.layout.root, acls, admin, self._readers)
+        return list(acls)
+
+    def ensure_layout(self, acls: Sequence[ACL] | None = None) -> None:
+        """Create the root and history nodes with the config ACL.
+
+        Missing ancestors of the root get ZooKeeper's default ACL, not the
+        namespace's: an admin-only `/enforce_sdk` would stop another admin from
+        creating a namespace next to this one.
+        """
+        acls = list(acls) if acls is not None else self.namespace_acls()
+        root = self.layout.root
+        parent = root.rsplit("/", 1)[0]
+        with kazoo_errors(f"create {root}"):
+            if parent:
+                self.zk.ensure_path(parent)
+            for path in (root, self.layout.history):
+                with contextlib.suppress(NodeExistsError):
+                    self.zk.create(path, b"", acl=acls)
 
     def push(
         self,
@@ -267,9 +311,9 @@ class ZooKeeperConfigStore:
             "comment": comment,
             "rollback_of": rollback_of,
         })
-        acls = config_acls(admin, self._readers)
+        acls = self.namespace_acls()
         if expected is None:
-            self.ensure_layout()
+            self.ensure_layout(acls)
         action = f"push version {version} to {self.layout.config}"
         try:
             with kazoo_errors(action):

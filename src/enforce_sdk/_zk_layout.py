@@ -8,8 +8,10 @@ Layout under a root path (default `/enforce_sdk/<namespace>`):
 
 A push writes `config` (compare-and-set on its node version) and the new
 history node in one multi-op transaction, so history never disagrees with what
-was served. Every node carries the same ACL: the config-admin digest identity
-may do everything, readers (world, or named digest identities) may only read.
+was served. Every node of the namespace carries the root's ACL: the
+config-admin digest identity may do everything, readers (world, or named digest
+identities) may only read. Ancestors above the root keep ZooKeeper's default
+ACL, so other namespaces (with other admins) can be created next to it.
 
 kazoo's exceptions are translated into this package's errors in one place,
 `kazoo_errors()`.
@@ -179,7 +181,10 @@ def digest_auth(credential: str | None) -> list[tuple[str, str]]:
 
 
 def config_acls(admin: str, readers: Sequence[str] = ()) -> list[ACL]:
-    """ACL of every config node: admin may do all; readers (world if none named) may read."""
+    """ACL of a new namespace root: admin may do all; readers (world if none named) may read.
+
+    Later nodes copy the root's ACL (see ZooKeeperConfigStore.namespace_acls).
+    """
     user, password = parse_credential(admin, field="auth")
     acls = [make_digest_acl(user, password, all=True)]
     if not readers:
@@ -190,6 +195,58 @@ def config_acls(admin: str, readers: Sequence[str] = ()) -> list[ACL]:
             raise InvalidInputError("a reader may not share the admin's user name", field="reader")
         acls.append(make_digest_acl(r_user, r_password, read=True))
     return acls
+
+
+def _who(acl: ACL) -> str:
+    """An ACL entry's identity for messages: `world:anyone`, `digest:user` (no hash)."""
+    ident = str(acl.id.id)
+    if acl.id.scheme == "digest":
+        ident = ident.split(":", 1)[0]
+    return f"{acl.id.scheme}:{ident}"
+
+
+def check_namespace_acls(root: str, acls: Sequence[ACL], admin: str,
+                         readers: Sequence[str] = ()) -> None:
+    """Refuse to write into a namespace whose root ACL is not the config ACL of `admin`.
+
+    The root must give `admin` all permissions and everyone else at most READ
+    (an open root would let anyone change or squat the config). If `readers`
+    are named, they must be exactly the readers of the root: readers are fixed
+    when the namespace is created, and every later node reuses the root's ACL.
+    """
+    wanted = config_acls(admin, readers)
+    admin_id = wanted[0].id
+    others = [a for a in acls if a.id != admin_id]
+
+    def refuse_open(entries: list[ACL]) -> None:
+        if entries:
+            raise ConfigPermissionError(
+                f"{root} lets {', '.join(_who(a) for a in entries)} do more than read; "
+                "refusing to push into a namespace others can change. Restrict its ACL to "
+                "the config admin and readers (zkCli.sh setAcl) or use another --path"
+            )
+
+    refuse_open([a for a in others if a.id.scheme != "digest" and a.perms & ~Permissions.READ])
+    if not any(a.id == admin_id and a.perms & Permissions.ALL == Permissions.ALL for a in acls):
+        admins = [a for a in acls if a.perms & Permissions.ADMIN]
+        raise ConfigPermissionError(
+            f"writes to {root} would be refused: it is administered by "
+            f"{', '.join(_who(a) for a in admins) or 'nobody'}, not by {_who(wanted[0])} "
+            "(--auth / ENFORCE_ZK_AUTH)"
+        )
+    refuse_open([a for a in others if a.perms & ~Permissions.READ])
+    if readers:
+        have = {(a.id.scheme, a.id.id) for a in others}
+        want = {(a.id.scheme, a.id.id) for a in wanted[1:]}
+        if have != want:
+            raise InvalidInputError(
+                f"--reader {' '.join(_who(a) for a in wanted[1:])} does not match the readers "
+                f"of {root} ({', '.join(_who(a) for a in others) or 'nobody'}). Readers are "
+                "fixed when the namespace is created and every new node reuses them: omit "
+                "--reader (and ENFORCE_ZK_READERS), or change the ACL of every node with "
+                "zkCli.sh setAcl",
+                field="reader",
+            )
 
 
 # -- kazoo errors, translated in one place ---------------------------------------------------

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoAuthError
-from kazoo.security import OPEN_ACL_UNSAFE
+from kazoo.security import OPEN_ACL_UNSAFE, Permissions
 
 from enforce_sdk._errors import ConfigConflictError, ConfigPermissionError
 from enforce_sdk._sample import sample_labels
@@ -152,7 +152,7 @@ def test_push_over_existing_config_needs_a_sample_or_force(invoke: Invoke,
 def test_concurrent_pushes_do_not_overwrite_each_other(zk_hosts: str) -> None:
     with ZooKeeperConfigStore(zk_hosts, ROOT, auth=ADMIN) as store:
         store.push(document(1), expected=None)
-    barrier = threading.Barrier(4)
+    barrier = threading.Barrier(4, timeout=30)
     outcomes: list[object] = []
 
     def operator(i: int) -> None:
@@ -302,3 +302,122 @@ def test_sample_file_errors_name_the_line(invoke: Invoke, tmp_path: Path) -> Non
     bad.write_text('{"entity": "pin:1"}\n')
     res = invoke("push", write(tmp_path, "v2.json", document(2)), "--sample", str(bad))
     assert res.exit_code == 2 and "line 1" in res.output
+
+
+OTHER_READER = "other-reader:other-secret"
+
+
+def test_named_readers_stay_on_every_later_node(invoke: Invoke, tmp_path: Path,
+                                                zk_hosts: str) -> None:
+    """Later pushes and rollbacks without --reader keep the namespace's readers."""
+    assert invoke("push", write(tmp_path, "v1.json", document(1)), "--reader", SDK
+                  ).exit_code == 0
+    res = invoke("push", write(tmp_path, "v2.json", document(2, search="limit")), "--force")
+    assert res.exit_code == 0, res.output
+    res = invoke("rollback", "1")
+    assert res.exit_code == 0, res.output
+    # a --reader that does not match the namespace's readers is refused, nothing written
+    for readers in (["--reader", OTHER_READER], ["--reader", SDK, "--reader", OTHER_READER]):
+        res = invoke("push", write(tmp_path, "v4.json", document(4)), "--force", *readers)
+        assert res.exit_code == 2, res.output
+        assert "does not match the readers" in res.output and "other-reader" in res.output
+    res = invoke("push", write(tmp_path, "v4.json", document(4)), "--force",
+                 env={"ENFORCE_ZK_READERS": OTHER_READER})
+    assert res.exit_code == 2 and "does not match" in res.output
+    res = invoke("push", write(tmp_path, "v4.json", document(4)), "--force", "--reader", SDK)
+    assert res.exit_code == 0, res.output  # the same readers are fine
+
+    layout = ConfigLayout(ROOT)
+    admin = admin_client(zk_hosts)
+    world = KazooClient(hosts=zk_hosts)
+    world.start()
+    try:
+        root_acl, _ = admin.get_acls(layout.root)
+        nodes = [layout.root, layout.config, layout.history] + [
+            f"{layout.history}/{name}" for name in admin.get_children(layout.history)]
+        assert len(nodes) == 3 + 4  # versions 1..4
+        for node in nodes:
+            assert admin.get_acls(node)[0] == root_acl, node
+            with pytest.raises(NoAuthError):
+                world.get(node)
+        assert sorted(a.id.id.split(":")[0] for a in root_acl) == ["config-admin", "sdk-host"]
+    finally:
+        world.stop()
+        admin.stop()
+    assert invoke("get", "--version", "2", auth=SDK).exit_code == 0
+
+
+def test_world_readable_namespace_refuses_named_readers_later(invoke: Invoke,
+                                                              tmp_path: Path) -> None:
+    assert invoke("push", write(tmp_path, "v1.json", document(1))).exit_code == 0
+    res = invoke("push", write(tmp_path, "v2.json", document(2)), "--force", "--reader", SDK)
+    assert res.exit_code == 2 and "world:anyone" in res.output
+    assert json.loads(invoke("get", auth=None).output)["version"] == 1
+
+
+def test_another_admin_can_create_a_namespace_next_to_ours(zk_hosts: str) -> None:
+    with ZooKeeperConfigStore(zk_hosts, ROOT, auth=ADMIN) as store:
+        store.push(document(1), expected=None)
+    other_root = ROOT.rsplit("/", 1)[0] + "/team_b"
+    with ZooKeeperConfigStore(zk_hosts, other_root, auth="team-b-admin:b-secret") as store:
+        assert store.push(document(1), expected=None).version == 1
+    zk = admin_client(zk_hosts)
+    try:
+        parent_acl, _ = zk.get_acls(ROOT.rsplit("/", 1)[0])
+        assert parent_acl == OPEN_ACL_UNSAFE  # ancestors keep ZooKeeper's default ACL
+        ours, _ = zk.get_acls(ROOT)
+        assert [a.perms for a in ours] == [Permissions.ALL, Permissions.READ]
+    finally:
+        zk.stop()
+
+
+def test_push_refuses_a_namespace_root_others_can_write(invoke: Invoke, tmp_path: Path,
+                                                        zk_hosts: str) -> None:
+    zk = KazooClient(hosts=zk_hosts)
+    zk.start()
+    try:
+        zk.ensure_path(ROOT)  # e.g. created by hand with the default (open) ACL
+    finally:
+        zk.stop()
+    res = invoke("push", write(tmp_path, "v1.json", document(1)))
+    assert res.exit_code == 2, res.output
+    assert "world:anyone do more than read" in res.output
+    with ZooKeeperConfigStore(zk_hosts, ROOT) as store:
+        assert store.current() is None
+
+
+def test_guardrail_after_a_bad_write_compares_with_the_newest_valid_version(
+    invoke: Invoke, tmp_path: Path, zk_hosts: str, sample_file: str
+) -> None:
+    assert invoke("push", write(tmp_path, "v1.json", document(1))).exit_code == 0
+    zk = admin_client(zk_hosts)
+    try:
+        zk.set(ConfigLayout(ROOT).config, b"garbage")
+    finally:
+        zk.stop()
+    wide = write(tmp_path, "wide.json", document(1, home_feed="limit"))
+    refused = invoke("push", wide, "--sample", sample_file)
+    assert refused.exit_code == 1, refused.output
+    assert "history version 1" in refused.output and "guardrail refused" in refused.output
+    nosample = invoke("push", wide)
+    assert nosample.exit_code == 2 and "--sample" in nosample.output
+    guarded_rollback = invoke("rollback", "1", "--sample", sample_file,
+                              "--max-shift", "0.0")  # same document: no shift, passes
+    assert guarded_rollback.exit_code == 0, guarded_rollback.output
+    assert "history version 1" in guarded_rollback.output
+
+
+def test_guardrail_with_nothing_valid_to_compare_needs_force(
+    invoke: Invoke, tmp_path: Path, zk_hosts: str, sample_file: str
+) -> None:
+    zk = admin_client(zk_hosts)
+    try:
+        with ZooKeeperConfigStore(zk_hosts, ROOT, auth=ADMIN) as store:
+            store.ensure_layout()
+        zk.create(ConfigLayout(ROOT).config, b"garbage")
+    finally:
+        zk.stop()
+    res = invoke("push", write(tmp_path, "v1.json", document(1)), "--sample", sample_file)
+    assert res.exit_code == 1 and "no valid version" in res.output, res.output
+    forced = invoke("push", write(tmp_path, "v1.json", document(1)), "--force")
+    assert forced.exit_code == 0, forced.output

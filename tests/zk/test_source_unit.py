@@ -54,7 +54,7 @@ def test_disk_copy_round_trip_and_foreign_copy(tmp_path: Path) -> None:
     assert json.loads(cache.read_text())["document"]["version"] == 7
     again = ZooKeeperConfigSource("127.0.0.1:1", ROOT, cache_path=cache)
     loaded = again._load_cache()
-    assert loaded is not None and loaded.version == 7
+    assert loaded is not None and loaded[0].version == 7
     other = ZooKeeperConfigSource("127.0.0.1:1", "/enforce_sdk/other", cache_path=cache)
     assert other._load_cache() is None  # a copy of another namespace is never served
     assert "not '/enforce_sdk/other/config'" in (other.stats()["last_rejection"] or "")
@@ -68,3 +68,24 @@ def test_unwritable_cache_is_counted_not_raised(tmp_path: Path) -> None:
     assert source.flush_cache()
     assert rec.versions == [2]
     assert source.stats()["cache_write_errors"] == 1
+
+
+def test_source_rejections_and_origin_reach_the_client_stats_and_prometheus() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from enforce_sdk._stats import Stats
+
+    source, _ = _offline_source()
+    source._offer(encode_document(document(3)), None)
+    source._offer(b"{", None)  # invalid: never reaches the client's on_update
+    stats = Stats()
+    stats.add_config_source(source.stats)
+    out = stats.to_dict()
+    assert out["config_source"]["rejected"] == 1
+    assert out["config_source"]["origin"] == "zookeeper"
+    registry = CollectorRegistry()
+    stats.register_prometheus(registry)
+    text = generate_latest(registry).decode()
+    assert "enforce_sdk_config_source_rejected_total 1.0" in text
+    assert 'enforce_sdk_config_source_origin{origin="zookeeper"} 1.0' in text
+    assert "enforce_sdk_config_source_applied_version 3.0" in text

@@ -180,8 +180,10 @@ def validate_cmd(file: Path) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @guardrail_options
 @click.option("--reader", "readers", multiple=True, envvar=READERS_ENV, metavar="USER:PASSWORD",
-              help="Digest identities allowed to read, applied when the nodes are first "
-                   "created (default: world-readable; env " + READERS_ENV + ").")
+              help="Digest identities allowed to read, fixed when the namespace is first "
+                   "created (default: world-readable); later pushes reuse the namespace's "
+                   "readers and refuse a --reader that does not match them (env "
+                   + READERS_ENV + ").")
 @zk_options
 @with_errors
 def push_cmd(file: Path, force: bool, max_shift: float, samples: tuple[Path, ...],
@@ -197,7 +199,8 @@ def push_cmd(file: Path, force: bool, max_shift: float, samples: tuple[Path, ...
     document, _ = _validate_file(file)
     with _store(hosts, root, auth, zk_timeout, readers) as store:
         current = store.current(strict=False)
-        _guardrail(current, document, samples, store_url, token, sample_size, max_shift, force)
+        _guardrail(_baseline(store, current), document, samples, store_url, token,
+                   sample_size, max_shift, force)
         pushed = store.push(document, expected=current, comment=comment)
         was = f"was {current.version}" if current is not None else "first version"
         click.echo(f"pushed version {pushed.version} to {store.layout.config} ({was})")
@@ -220,8 +223,8 @@ def rollback_cmd(version: int, force: bool, max_shift: float, samples: tuple[Pat
         entry = store.entry(version)
         current = store.current(strict=False)
         if samples or store_url:
-            _guardrail(current, entry.document, samples, store_url, token, sample_size,
-                       max_shift, force)
+            _guardrail(_baseline(store, current), entry.document, samples, store_url, token,
+                       sample_size, max_shift, force)
         pushed = store.push(entry.document, expected=current, kind="rollback",
                             rollback_of=version,
                             comment=comment or f"rollback to version {version}")
@@ -309,12 +312,48 @@ def diff_cmd(targets: tuple[str, ...], hosts: str, root: str, auth: str | None,
 # -- the guardrail --------------------------------------------------------------------------
 
 
-def _guardrail(current: CurrentConfig | None, document: Mapping[str, Any],
+class _Baseline:
+    """What the dry run compares with: the config SDK hosts serve now, and how it was found."""
+
+    def __init__(self, config: EnforcementConfig | None, what: str, broken: bool = False
+                 ) -> None:
+        self.config = config
+        self.what = what
+        self.broken = broken  # the node holds a document that no SDK host serves
+
+
+def _baseline(store: ZooKeeperConfigStore, current: CurrentConfig | None) -> _Baseline:
+    """The current config, or (node invalid) the newest valid version in the history.
+
+    A document written straight into ZooKeeper that does not validate is served
+    by no SDK host: they keep the last valid version, which is the newest valid
+    pushed one. Comparing with it keeps the guardrail on after a bad write.
+    """
+    if current is None:
+        return _Baseline(None, "no config yet")
+    if current.config is not None:
+        return _Baseline(current.config, f"version {current.version}")
+    found = store.newest_valid()
+    if found is None:
+        return _Baseline(None, f"the config node is invalid ({current.problem}) and the "
+                               "history holds no valid version", broken=True)
+    version, config = found
+    click.echo(f"guardrail: the config node is invalid ({current.problem}); comparing with "
+               f"history version {version}, the newest valid one (what SDK hosts serve)",
+               err=True)
+    return _Baseline(config, f"history version {version}")
+
+
+def _guardrail(baseline: _Baseline, document: Mapping[str, Any],
                samples: tuple[Path, ...], store_url: str | None, token: str | None,
                sample_size: int, max_shift: float, force: bool) -> None:
     """Dry-run the change over a label sample; refuse a big move in hidden share unless forced."""
-    if current is None or current.config is None:
-        click.echo("guardrail: no valid current config to compare with; skipped", err=True)
+    old = baseline.config
+    if old is None:
+        if baseline.broken and not force:
+            raise CliError(f"guardrail: nothing to compare with: {baseline.what}; "
+                           "pass --force to push without the guardrail", EXIT_REJECTED)
+        click.echo(f"guardrail: {baseline.what}, nothing to compare with; skipped", err=True)
         return
     if not samples and not store_url:
         if force:
@@ -323,7 +362,7 @@ def _guardrail(current: CurrentConfig | None, document: Mapping[str, Any],
         raise CliError(
             "push needs a label sample for its dry run (--sample FILE and/or --store-url); "
             "pass --force to push without the guardrail", EXIT_USAGE)
-    new_config = EnforcementConfig.from_dict({**document, "version": current.version + 1})
+    new_config = EnforcementConfig.from_dict({**document, "version": old.version + 1})
     parts: list[Mapping[str, list[Label]]] = [load_sample_file(p) for p in samples]
     if store_url:
         try:
@@ -338,7 +377,7 @@ def _guardrail(current: CurrentConfig | None, document: Mapping[str, Any],
             return
         raise CliError("guardrail: the label sample is empty; pass --force to push anyway",
                        EXIT_USAGE)
-    report = dry_run(current.config, new_config, sample, time.time())
+    report = dry_run(old, new_config, sample, time.time())
     _print_report(report, max_shift)
     bad = report.violations(max_shift)
     if bad and not force:
