@@ -154,6 +154,9 @@ class EnforcementCore:
         self._config_lock = threading.Lock()
         self._store_listeners: list[Callable[[StoreSettings], None]] = []
         self._source = coerce_config_source(config)
+        source_stats = getattr(self._source, "stats", None)  # e.g. ZooKeeper's rejections
+        if callable(source_stats):
+            self.stats.add_config_source(source_stats)
         # A source may call back before construction is complete (its watch thread
         # runs as soon as start() does): such updates wait here and are applied last.
         self._early_updates: list[tuple[EnforcementConfig, ConfigMeta]] | None = []

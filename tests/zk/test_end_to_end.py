@@ -94,3 +94,24 @@ def test_cli_push_changes_decisions_on_running_clients(
     for client in clients:
         wait_for(lambda c=client: c.check("pin:3", "home_feed").visible,
                  what="the rollback to change the decision back")
+
+
+def test_a_bad_document_written_around_the_cli_shows_in_the_client_stats(
+    zk_hosts: str, clients: list[EnforcementClient],
+) -> None:
+    from enforce_sdk._zk_layout import ConfigLayout
+
+    from ._helpers import admin_client
+
+    before = [c.check("pin:3", "home_feed") for c in clients]
+    zk = admin_client(zk_hosts)
+    try:
+        zk.set(ConfigLayout(ROOT).config, b'{"version": 9, "surfaces": ')
+    finally:
+        zk.stop()
+    for client, decision in zip(clients, before, strict=True):
+        wait_for(lambda c=client: c.stats.to_dict()["config_source"]["rejected"] == 1,
+                 what="the client's stats to count the rejection")
+        stats = client.stats.to_dict()
+        assert stats["config_version"] == 1 and stats["config_source"]["origin"] == "zookeeper"
+        assert client.check("pin:3", "home_feed").enforcement == decision.enforcement
