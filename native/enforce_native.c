@@ -308,17 +308,25 @@ static double fp_model_eval(const struct fp_model *m, uint64_t blocks, uint64_t 
     const double B = ENF_BLOCK_BITS;
     const double n = (double)keys, p = 1.0 / (double)blocks;
     const uint32_t k = m->k;
+    /* Saturated: if even the lowest load j0 of the summed range puts j0*k >= 64*512
+     * positions into a block, each bit is clear with probability < e^-64, every term
+     * is 1.0 in double precision and so is the sum. Answering early also bounds the loops below (about 28 sd terms
+     * from j0 < 2^15) to a few thousand terms and keeps j0..j1 far below 2^64, whatever
+     * `keys` is. */
+    const double saturated = 64.0 * B / (double)k;
     uint64_t j0, j1;
     double pmf, ratio;
     if (blocks == 1) {
+        if (n >= saturated) return 1.0;
         j0 = j1 = keys;
         pmf = 1.0;
         ratio = 0.0;
     } else {
         const double lam = n * p, sd = sqrt(lam * (1.0 - p));
         double lo = floor(lam - 14.0 * sd - 30.0), hi = ceil(lam + 14.0 * sd + 30.0);
+        if (lo >= saturated) return 1.0;
         j0 = lo < 0.0 ? 0 : (uint64_t)lo;
-        j1 = hi > n ? keys : (uint64_t)hi;
+        j1 = hi >= n ? keys : (uint64_t)hi;
         /* Binomial(keys, 1/blocks) pmf at j0, then by the ratio of successive terms. */
         pmf = exp(lgamma(n + 1.0) - lgamma((double)j0 + 1.0) - lgamma(n - (double)j0 + 1.0) +
                   (double)j0 * log(p) + (n - (double)j0) * log1p(-p));
@@ -369,7 +377,9 @@ int enf_bloom_plan(uint64_t keys, double fp, uint64_t *blocks_out, uint32_t *k_o
     for (uint32_t k = 1; k <= ENF_MAX_K; k++) {
         struct fp_model m;
         fp_model_init(&m, k);
+        /* Start near 64 keys per block, never above the largest allocatable filter. */
         uint64_t hi = keys / 64 + 1;
+        if (hi > (uint64_t)ENF_MAX_BLOCKS) hi = (uint64_t)ENF_MAX_BLOCKS;
         while (fp_model_eval(&m, hi, keys) > fp) {
             if (hi >= (uint64_t)ENF_MAX_BLOCKS) break;
             hi = hi * 2 > (uint64_t)ENF_MAX_BLOCKS ? (uint64_t)ENF_MAX_BLOCKS : hi * 2;
@@ -388,6 +398,7 @@ int enf_bloom_plan(uint64_t keys, double fp, uint64_t *blocks_out, uint32_t *k_o
             best_k = k;
         }
     }
+    /* No k reaches the target within ENF_MAX_BLOCKS (every search above is capped there). */
     if (best_k == 0) return ENF_ERR_TOO_LARGE;
     *blocks_out = best_blocks;
     *k_out = best_k;
@@ -702,11 +713,23 @@ int enf_snapshot_read(const char *buf, size_t len, enf_bloom **out)
     /* Whatever bytes there are must start the magic: a short foreign file is foreign. */
     if (memcmp(h, MAGIC, len < 8 ? len : 8) != 0) return ENF_ERR_SNAP_MAGIC;
     if (len < 12) return ENF_ERR_SNAP_TRUNCATED;
-    if (get_le16(h + 8) > ENF_SNAPSHOT_VERSION) return ENF_ERR_SNAP_VERSION;
-    if (get_le16(h + 8) != ENF_SNAPSHOT_VERSION || get_le16(h + 10) != ENF_SNAPSHOT_HEADER_SIZE)
+    /* The header CRC is checked before the version is believed, so a flipped version
+     * bit reads as corruption. Versions up to ours have a 64-byte header whatever the
+     * size field says (the CRC covers that field too). A later version's layout is
+     * unknown, but every version must keep bytes 0..11 and end its header (of at least
+     * 64 bytes) with the CRC32C of the bytes before it (docs/native.md), so its CRC can
+     * be found from the size field alone. */
+    uint32_t version = get_le16(h + 8), header_size = get_le16(h + 10);
+    uint32_t crc_at = ENF_SNAPSHOT_HEADER_SIZE - 4;
+    if (version > ENF_SNAPSHOT_VERSION) {
+        if (header_size < ENF_SNAPSHOT_HEADER_SIZE) return ENF_ERR_SNAP_HEADER;
+        crc_at = header_size - 4;
+    }
+    if (len < (size_t)crc_at + 4) return ENF_ERR_SNAP_TRUNCATED;
+    if (crc32c(0, h, crc_at) != (uint32_t)le32(h + crc_at)) return ENF_ERR_SNAP_HEADER_CRC;
+    if (version > ENF_SNAPSHOT_VERSION) return ENF_ERR_SNAP_VERSION;
+    if (version != ENF_SNAPSHOT_VERSION || header_size != ENF_SNAPSHOT_HEADER_SIZE)
         return ENF_ERR_SNAP_HEADER;
-    if (len < ENF_SNAPSHOT_HEADER_SIZE) return ENF_ERR_SNAP_TRUNCATED;
-    if (crc32c(0, h, 60) != (uint32_t)le32(h + 60)) return ENF_ERR_SNAP_HEADER;
     if ((uint32_t)le32(h + 12) != ENF_HASH_ID) return ENF_ERR_SNAP_HASH;
     uint64_t seed = le64(h + 16), blocks = le64(h + 24);
     uint32_t block_bits = (uint32_t)le32(h + 32), k = (uint32_t)le32(h + 36);
@@ -744,7 +767,8 @@ const char *enf_strerror(int code)
     case ENF_ERR_SNAP_TRUNCATED: return "truncated: shorter than its header says";
     case ENF_ERR_SNAP_MAGIC: return "not a bloom snapshot (wrong magic)";
     case ENF_ERR_SNAP_VERSION: return "format version is newer than this build supports";
-    case ENF_ERR_SNAP_HEADER: return "corrupt header (checksum or layout mismatch)";
+    case ENF_ERR_SNAP_HEADER: return "corrupt header (invalid version or header size)";
+    case ENF_ERR_SNAP_HEADER_CRC: return "corrupt header (checksum mismatch)";
     case ENF_ERR_SNAP_PARAMS: return "corrupt header (parameters out of range)";
     case ENF_ERR_SNAP_BODY: return "corrupt body (checksum mismatch)";
     case ENF_ERR_SNAP_TRAILING: return "trailing bytes after the body";

@@ -44,6 +44,7 @@
 #define ENF_ERR_SNAP_BODY 15
 #define ENF_ERR_SNAP_TRAILING 16
 #define ENF_ERR_SNAP_HASH 17
+#define ENF_ERR_SNAP_HEADER_CRC 18
 
 typedef struct enf_bloom enf_bloom;
 
@@ -62,7 +63,8 @@ uint32_t enf_crc32c(uint32_t crc, const char *data, size_t len);
 /* The table-driven CRC32C used where the CPU has no CRC instruction (for tests). */
 uint32_t enf_crc32c_portable(uint32_t crc, const char *data, size_t len);
 
-/* Smallest (blocks, k) whose blocked-filter FP rate for `keys` keys is <= fp. */
+/* Smallest (blocks, k), blocks <= ENF_MAX_BLOCKS, whose blocked-filter FP rate for `keys`
+ * keys is <= fp; ENF_ERR_TOO_LARGE if no k reaches fp within ENF_MAX_BLOCKS blocks. */
 int enf_bloom_plan(uint64_t keys, double fp, uint64_t *blocks_out, uint32_t *k_out);
 /* Expected FP rate of a filter of `blocks` blocks and `k` bits per key holding `keys` keys. */
 double enf_bloom_model_fp(uint64_t blocks, uint32_t k, uint64_t keys);
@@ -95,7 +97,9 @@ int enf_bloom_union(enf_bloom *dst, const enf_bloom *src);
 size_t enf_snapshot_size(const enf_bloom *b);
 /* Write the whole snapshot into out[cap]; cap must be >= enf_snapshot_size(b). */
 int enf_snapshot_write(const enf_bloom *b, uint8_t *out, size_t cap);
-/* Validate a whole snapshot and build a filter from it; nothing is built on error. */
+/* Validate a whole snapshot and build a filter from it; nothing is built on error.
+ * The header CRC is checked before the version is trusted (docs/native.md gives the
+ * order and the rule later versions keep so their header CRC can be found). */
 int enf_snapshot_read(const char *buf, size_t len, enf_bloom **out);
 /* CDEF END */
 

@@ -45,30 +45,18 @@ def signatures(keys: Sequence[str], seed: int = DEFAULT_SEED) -> Signatures:
     return _native.sig64_many(keys, seed)
 
 
-def _check_count(value: object, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInputError(f"must be an int, got {type(value).__name__}", field=field)
-    if value < 1:
-        raise InvalidInputError(f"must be at least 1, got {value}", field=field)
-    return value
-
-
 class BloomFilter:
     """A cache-line-blocked bloom filter over canonical entity keys (512-bit blocks)."""
 
     __slots__ = ("_native",)
 
     def __init__(self, block_count: int, k: int, *, seed: int = DEFAULT_SEED) -> None:
-        """An empty filter of `block_count` 64-byte blocks setting `k` bits per key."""
-        _check_count(block_count, "block_count")
-        if block_count > _native.MAX_BLOCKS:
-            raise InvalidInputError(
-                f"must be at most {_native.MAX_BLOCKS}, got {block_count}", field="block_count"
-            )
-        _check_count(k, "k")
-        if k > _native.MAX_K:
-            raise InvalidInputError(f"must be at most {_native.MAX_K}, got {k}", field="k")
-        self._native = _native.NativeBloom.create(block_count, k, _native.check_u64(seed, "seed"))
+        """An empty filter of `block_count` 64-byte blocks setting `k` bits per key.
+
+        block_count must be in 1..MAX_BLOCKS (2**34, 1 TiB), k in 1..16, seed in
+        0..2**64-1; otherwise InvalidInputError naming the argument.
+        """
+        self._native = _native.NativeBloom.create(block_count, k, seed)
 
     @classmethod
     def for_capacity(
@@ -78,15 +66,11 @@ class BloomFilter:
 
         The FP rate is computed exactly for the blocked layout (keys spread
         binomially over blocks), not with the textbook unblocked formula.
+        InvalidInputError if expected_keys is not in 1..2**64-1, fp_rate not in
+        (0, 1), or no filter of at most MAX_BLOCKS blocks reaches fp_rate.
         """
-        _check_count(expected_keys, "expected_keys")
-        if isinstance(fp_rate, bool) or not isinstance(fp_rate, int | float):
-            raise InvalidInputError(
-                f"must be a number, got {type(fp_rate).__name__}", field="fp_rate"
-            )
-        if not (0.0 < fp_rate < 1.0):
-            raise InvalidInputError(f"must be in (0, 1), got {fp_rate!r}", field="fp_rate")
-        blocks, k = _native.plan(expected_keys, float(fp_rate))
+        _native.check_u64(seed, "seed")
+        blocks, k = _native.plan(expected_keys, fp_rate)
         return cls(blocks, k, seed=seed)
 
     @classmethod
@@ -172,13 +156,13 @@ class BloomFilter:
         return _native.sig64_many(keys, self._native.seed)
 
     def add_signature(self, sig: int) -> bool:
-        return self._native.add_sig(_native.check_u64(sig, "sig"))
+        return self._native.add_sig(sig)
 
     def add_signatures(self, sigs: Signatures | Sequence[int]) -> int:
         return self._native.add_sigs(_native.as_sig_array(sigs))
 
     def contains_signature(self, sig: int) -> bool:
-        return self._native.contains_sig(_native.check_u64(sig, "sig"))
+        return self._native.contains_sig(sig)
 
     def contains_signatures(self, sigs: Signatures | Sequence[int]) -> npt.NDArray[np.bool_]:
         return self._native.contains_sigs(_native.as_sig_array(sigs))
@@ -276,7 +260,10 @@ class BloomFilter:
         return self._native.fill_fp()
 
     def model_fp(self, keys: int | None = None) -> float:
-        """FP rate the sizing model predicts at `keys` keys (default: key_count)."""
+        """FP rate the sizing model predicts at `keys` keys (default: key_count).
+
+        keys must be an int in 0..2**64-1 (InvalidInputError otherwise).
+        """
         n = self.key_count if keys is None else keys
         return _native.model_fp(self.block_count, self.k, n)
 
@@ -287,7 +274,7 @@ class BloomFilter:
 
     @seq.setter
     def seq(self, value: int) -> None:
-        self._native.seq = _native.check_u64(value, "seq")
+        self._native.seq = value
 
     def info(self) -> dict[str, Any]:
         """Parameters and figures, e.g. for `enforce-sdk bloom info`."""

@@ -1,8 +1,12 @@
 """The thin binding to the compiled `_enforce_native` module (and its only importer).
 
-Everything crossing into C is validated here first (types, ranges, buffer
-sizes); every C return code is checked right after the call and turned into a
-project error. Constants and error codes are read from the compiled C.
+Everything crossing into C is validated here first, whoever the caller: ints
+must be `int` (not bool) in the C type's range, counts within the limits C
+enforces, signature arrays 1-D, C-contiguous, aligned numpy uint64, buffers
+bytes-like. Bad input raises `InvalidInputError` naming the argument (never a
+bare OverflowError/TypeError from cffi, and never a C read past a buffer). Every
+C return code is checked right after the call and turned into a project error.
+Constants and error codes are read from the compiled C.
 
 Thread safety: readers (`contains*`, `snapshot`, properties) never lock; C reads
 and writes whole 64-bit words with relaxed atomics and writers only set bits.
@@ -41,6 +45,8 @@ MAX_K: int = lib.ENF_MAX_K
 MAX_BLOCKS: int = lib.ENF_MAX_BLOCKS
 DEFAULT_SEED: int = lib.ENF_DEFAULT_SEED
 U64_MAX = (1 << 64) - 1
+U32_MAX = (1 << 32) - 1
+_U64 = np.dtype(np.uint64)  # native byte order: what C reads
 
 # Keys per C call in batch paths: the joined buffer stays in L2 while C reads it.
 BATCH_CHUNK = 8192
@@ -55,6 +61,7 @@ _SNAPSHOT_CODES = frozenset(
         lib.ENF_ERR_SNAP_BODY,
         lib.ENF_ERR_SNAP_TRAILING,
         lib.ENF_ERR_SNAP_HASH,
+        lib.ENF_ERR_SNAP_HEADER_CRC,
     }
 )
 
@@ -90,6 +97,52 @@ def check_u64(value: object, field: str) -> int:
     if not 0 <= value <= U64_MAX:
         raise InvalidInputError(f"must be in 0..2**64-1, got {value}", field=field)
     return value
+
+
+def check_count(value: object, field: str, maximum: int) -> int:
+    """An int in 1..maximum (not bool), else InvalidInputError naming `field`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInputError(f"must be an int, got {type(value).__name__}", field=field)
+    if value < 1:
+        raise InvalidInputError(f"must be at least 1, got {value}", field=field)
+    if value > maximum:
+        raise InvalidInputError(f"must be at most {maximum}, got {value}", field=field)
+    return value
+
+
+def check_fp_rate(value: object, field: str = "fp_rate") -> float:
+    """A number strictly between 0 and 1 (NaN refused), as a float."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInputError(f"must be a number, got {type(value).__name__}", field=field)
+    if not (0.0 < value < 1.0):
+        raise InvalidInputError(f"must be in (0, 1), got {value!r}", field=field)
+    return float(value)
+
+
+def check_sig_array(sigs: object, field: str = "sigs") -> np.ndarray[Any, np.dtype[np.uint64]]:
+    """`sigs` itself if C may read len(sigs) uint64 words from it, else InvalidInputError.
+
+    C is handed the array's buffer and its length, so anything but a 1-D,
+    C-contiguous, aligned, native-order uint64 array would be misread (or read
+    past its end). Use `as_sig_array` to convert other inputs.
+    """
+    if type(sigs) is np.ndarray and sigs.ndim == 1 and sigs.dtype == _U64:  # the common case
+        flags = sigs.flags
+        if flags.c_contiguous and flags.aligned:
+            return sigs
+    if not isinstance(sigs, np.ndarray):
+        raise InvalidInputError(
+            f"must be a numpy uint64 array, got {type(sigs).__name__}", field=field
+        )
+    if sigs.dtype != _U64:
+        raise InvalidInputError(
+            f"must have dtype uint64 (native byte order), got {sigs.dtype.str}", field=field
+        )
+    if sigs.ndim != 1:
+        raise InvalidInputError(f"must be 1-D, got shape {sigs.shape}", field=field)
+    if not (sigs.flags.c_contiguous and sigs.flags.aligned):
+        raise InvalidInputError("must be a C-contiguous, aligned array", field=field)
+    return sigs
 
 
 def encode_key(key: object, field: str = "key") -> bytes:
@@ -173,17 +226,25 @@ def sig64_many(keys: object, seed: object) -> np.ndarray[Any, np.dtype[np.uint64
 
 
 def as_sig_array(sigs: object) -> np.ndarray[Any, np.dtype[np.uint64]]:
-    """A C-contiguous uint64 array of signatures; refuses negatives, floats, bools."""
+    """Signatures as an array `check_sig_array` accepts, copied only if needed.
+
+    Takes integer arrays of any layout or a list/tuple of ints; refuses
+    negatives, floats and bools.
+    """
     if isinstance(sigs, np.ndarray):
-        if sigs.dtype == np.uint64:
-            return np.ascontiguousarray(sigs).reshape(-1)
+        if sigs.ndim == 1 and sigs.dtype == _U64:
+            flags = sigs.flags
+            if flags.c_contiguous and flags.aligned:
+                return sigs  # already what C reads: no copy, no new view
         if sigs.dtype.kind == "i":
             if sigs.size and int(sigs.min()) < 0:
                 raise InvalidInputError("must be non-negative 64-bit signatures", field="sigs")
-            return np.ascontiguousarray(sigs, dtype=np.uint64).reshape(-1)
-        if sigs.dtype.kind == "u":
-            return np.ascontiguousarray(sigs, dtype=np.uint64).reshape(-1)
-        raise InvalidInputError(f"must be an integer array, got dtype {sigs.dtype}", field="sigs")
+        elif sigs.dtype.kind != "u":
+            raise InvalidInputError(
+                f"must be an integer array, got dtype {sigs.dtype}", field="sigs"
+            )
+        # Native-order uint64, C-contiguous and aligned (copies only if it is not).
+        return np.require(sigs, dtype=_U64, requirements=("C", "A")).reshape(-1)
     if not isinstance(sigs, list | tuple):
         raise InvalidInputError(
             f"must be a uint64 array or a list of ints, got {type(sigs).__name__}", field="sigs"
@@ -194,25 +255,47 @@ def as_sig_array(sigs: object) -> np.ndarray[Any, np.dtype[np.uint64]]:
     return np.array(values, dtype=np.uint64)
 
 
-def plan(keys: int, fp: float) -> tuple[int, int]:
-    """(blocks, k) of the smallest blocked filter with FP <= fp at `keys` keys."""
+def plan(expected_keys: object, fp_rate: object) -> tuple[int, int]:
+    """(blocks, k) of the smallest blocked filter with FP <= fp_rate at `expected_keys` keys.
+
+    InvalidInputError if even the largest filter (MAX_BLOCKS blocks) cannot reach it.
+    """
+    keys = check_count(expected_keys, "expected_keys", U64_MAX)
+    fp = check_fp_rate(fp_rate)
     blocks = ffi.new("uint64_t *")
     k = ffi.new("uint32_t *")
     code = lib.enf_bloom_plan(keys, fp, blocks, k)
-    _check(code, f"sizing a filter for {keys} keys at fp {fp}")
+    if code == lib.ENF_ERR_TOO_LARGE:
+        raise InvalidInputError(
+            f"{keys} keys at fp_rate {fp!r} need more than the largest filter "
+            f"({MAX_BLOCKS} blocks, {MAX_BLOCKS * BLOCK_BYTES >> 40} TiB); "
+            "lower expected_keys, raise fp_rate, or split the keys over several filters",
+            field="expected_keys",
+        )
+    _check(code, f"sizing a filter for {keys} keys at fp_rate {fp!r}")
     return int(blocks[0]), int(k[0])
 
 
-def model_fp(blocks: int, k: int, keys: int) -> float:
-    """Expected FP rate of a (blocks, k) filter holding `keys` keys."""
-    return float(lib.enf_bloom_model_fp(blocks, k, keys))
+def model_fp(block_count: object, k: object, keys: object) -> float:
+    """Expected FP rate of a (block_count, k) filter holding `keys` keys."""
+    return float(
+        lib.enf_bloom_model_fp(
+            check_count(block_count, "block_count", MAX_BLOCKS),
+            check_count(k, "k", MAX_K),
+            check_u64(keys, "keys"),
+        )
+    )
 
 
-def crc32c(data: bytes, crc: int = 0, *, portable: bool = False) -> int:
+def crc32c(data: object, crc: object = 0, *, portable: bool = False) -> int:
     """CRC32C of bytes (for tests and tools that inspect snapshots).
 
     `portable` forces the table-driven code used on CPUs without a CRC instruction.
     """
+    if not isinstance(data, bytes):
+        raise InvalidInputError(f"must be bytes, got {type(data).__name__}", field="data")
+    if isinstance(crc, bool) or not isinstance(crc, int) or not 0 <= crc <= U32_MAX:
+        raise InvalidInputError(f"must be an int in 0..2**32-1, got {crc!r}", field="crc")
     fn = lib.enf_crc32c_portable if portable else lib.enf_crc32c
     return int(fn(crc, data, len(data)))
 
@@ -242,17 +325,29 @@ class NativeBloom:
         _LIVE.add(self)
 
     @classmethod
-    def create(cls, blocks: int, k: int, seed: int) -> NativeBloom:
+    def create(cls, block_count: object, k: object, seed: object) -> NativeBloom:
+        blocks = check_count(block_count, "block_count", MAX_BLOCKS)
+        bits = check_count(k, "k", MAX_K)
         out = ffi.new("enf_bloom **")
-        _check(lib.enf_bloom_new(blocks, k, seed, out), f"allocating {blocks} blocks")
+        code = lib.enf_bloom_new(blocks, bits, check_u64(seed, "seed"), out)
+        _check(code, f"allocating {blocks} blocks")
         return cls(out[0])
 
     @classmethod
     def from_snapshot(cls, data: Any, source: str) -> NativeBloom:
-        """Validate a whole snapshot (any buffer: bytes, mmap, ...) and load it."""
+        """Validate a whole snapshot (any contiguous buffer: bytes, mmap, ...) and load it."""
+        try:
+            view = memoryview(data)
+        except TypeError:
+            raise InvalidInputError(
+                f"must be a bytes-like object, got {type(data).__name__}", field="snapshot"
+            ) from None
         out = ffi.new("enf_bloom **")
-        with ffi.from_buffer(data) as buf:
-            code = lib.enf_snapshot_read(buf, len(buf), out)
+        with view:  # released before returning, so the caller can close an mmap
+            if not view.c_contiguous:
+                raise InvalidInputError("must be a contiguous buffer", field="snapshot")
+            with ffi.from_buffer(view) as buf:
+                code = lib.enf_snapshot_read(buf, view.nbytes, out)
         if code in _SNAPSHOT_CODES:
             raise _snapshot_error(code, source)
         _check(code, f"loading bloom snapshot {source}")
@@ -285,9 +380,10 @@ class NativeBloom:
         return int(lib.enf_bloom_seq(self._ptr))
 
     @seq.setter
-    def seq(self, value: int) -> None:
+    def seq(self, value: object) -> None:
+        seq = check_u64(value, "seq")
         with self._lock:
-            lib.enf_bloom_set_seq(self._ptr, value)
+            lib.enf_bloom_set_seq(self._ptr, seq)
 
     def fill_fp(self) -> float:
         return float(lib.enf_bloom_fill_fp(self._ptr))
@@ -307,15 +403,19 @@ class NativeBloom:
             data = encode_key(key)
         return _contains_key(self._ptr, data, len(data)) == 1
 
-    def add_sig(self, sig: int) -> bool:
+    def add_sig(self, sig: object) -> bool:
+        value = check_u64(sig, "sig")
         with self._lock:
-            return bool(lib.enf_bloom_add_sig(self._ptr, sig))
+            return bool(lib.enf_bloom_add_sig(self._ptr, value))
 
-    def contains_sig(self, sig: int) -> bool:
+    def contains_sig(self, sig: object) -> bool:
+        if type(sig) is not int or not 0 <= sig <= U64_MAX:
+            sig = check_u64(sig, "sig")
         return _contains_sig(self._ptr, sig) == 1
 
     def add_sigs(self, sigs: np.ndarray[Any, np.dtype[np.uint64]]) -> int:
-        """Add validated signatures; returns how many set new bits (were counted)."""
+        """Add a 1-D uint64 array (see check_sig_array); returns how many were counted."""
+        check_sig_array(sigs)
         with self._lock:
             before = int(lib.enf_bloom_key_count(self._ptr))
             if len(sigs):
@@ -325,6 +425,8 @@ class NativeBloom:
     def contains_sigs(
         self, sigs: np.ndarray[Any, np.dtype[np.uint64]]
     ) -> np.ndarray[Any, np.dtype[np.bool_]]:
+        """Membership of each signature of a 1-D uint64 array (see check_sig_array)."""
+        check_sig_array(sigs)
         out = np.zeros(len(sigs), dtype=np.bool_)
         if len(sigs):
             lib.enf_bloom_contains_sigs(
@@ -353,6 +455,10 @@ class NativeBloom:
         return out
 
     def union_from(self, other: NativeBloom) -> None:
+        if not isinstance(other, NativeBloom):
+            raise InvalidInputError(
+                f"must be a NativeBloom, got {type(other).__name__}", field="other"
+            )
         if other is self:
             return
         with self._lock:

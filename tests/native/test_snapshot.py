@@ -134,6 +134,55 @@ def test_future_version_is_rejected_clearly(snapshot: bytes) -> None:
         BloomFilter.from_bytes(_reseal(data))
 
 
+def test_a_flipped_version_bit_is_corruption_not_a_newer_version(snapshot: bytes) -> None:
+    """The header CRC is checked before the version is believed."""
+    for bit in range(16):  # the u16 version field, bytes 8-9 (raises it, or makes it 0)
+        data = bytearray(snapshot)
+        data[8 + bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises(SnapshotError, match=r"rejected: corrupt header \(checksum mismatch\)$"):
+            BloomFilter.from_bytes(bytes(data))
+    for bit in range(16):  # likewise the header size field of a version 1 snapshot
+        data = bytearray(snapshot)
+        data[10 + bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises(SnapshotError, match=r"corrupt header \(checksum mismatch\)$"):
+            BloomFilter.from_bytes(bytes(data))
+
+
+def _future(snapshot: bytes, header_size: int) -> bytearray:
+    """A well-formed snapshot of the next version whose header is `header_size` bytes long:
+    bytes 0..11 as always, its own fields, then the CRC32C of the header before it."""
+    head = bytearray(snapshot[:60]) + bytes(header_size - 64)
+    struct.pack_into("<HH", head, 8, SNAPSHOT_VERSION + 1, header_size)
+    return head + struct.pack("<I", crc32c(bytes(head))) + snapshot[64:]
+
+
+@pytest.mark.parametrize("header_size", [64, 72, 128, 4096])
+def test_a_well_formed_future_version_is_reported_as_newer(
+    snapshot: bytes, header_size: int
+) -> None:
+    newer = r"rejected: format version is newer than this build supports \(this build reads"
+    data = _future(snapshot, header_size)
+    with pytest.raises(SnapshotError, match=newer):
+        BloomFilter.from_bytes(bytes(data))
+    with pytest.raises(SnapshotError, match=newer):  # its body is not ours to check
+        BloomFilter.from_bytes(bytes(data[:header_size]))
+    for offset in (12, header_size - 5, header_size - 1):  # damage inside its header
+        bad = bytearray(data)
+        bad[offset] ^= 0x10
+        with pytest.raises(SnapshotError, match=r"corrupt header \(checksum mismatch\)"):
+            BloomFilter.from_bytes(bytes(bad))
+    with pytest.raises(SnapshotError, match="rejected: truncated"):
+        BloomFilter.from_bytes(bytes(data[: header_size - 1]))
+
+
+def test_a_future_header_shorter_than_version_1_is_corrupt(snapshot: bytes) -> None:
+    data = bytearray(snapshot)
+    struct.pack_into("<HH", data, 8, SNAPSHOT_VERSION + 1, 32)
+    struct.pack_into("<I", data, 28, crc32c(bytes(data[:28])))  # even with a CRC at 28
+    with pytest.raises(SnapshotError, match=r"corrupt header \(invalid version or header size\)"):
+        BloomFilter.from_bytes(bytes(data))
+
+
 @pytest.mark.parametrize(
     ("offset", "fmt", "value", "match"),
     [
