@@ -18,10 +18,10 @@ from typing import Literal
 import httpx
 
 from . import _wire
-from ._errors import InvalidInputError
 from ._model import Label
 from ._store_client import (
     DEFAULT_MAX_BATCH_KEYS,
+    RequestTimeout,
     _parsing,
     _translate_errors,
     connection_settings,
@@ -32,7 +32,7 @@ from ._store_client import (
 QUERY_PATH = "/v1/labels/query"
 
 
-class AsyncLabelStoreReader:
+class AsyncLabelStoreReader(RequestTimeout[httpx.AsyncClient]):
     """Async batch reads of one Label Store. Use `async with`, or call aclose()."""
 
     def __init__(
@@ -51,18 +51,6 @@ class AsyncLabelStoreReader:
             base_url=self.url, headers=headers, timeout=timeout, transport=transport
         )
         self._timeout = timeout
-
-    @property
-    def timeout(self) -> float:
-        """Seconds per request; settable while in use (each request reads it as it starts)."""
-        return self._timeout
-
-    @timeout.setter
-    def timeout(self, value: float) -> None:
-        if not value > 0:
-            raise InvalidInputError(f"must be > 0 seconds, got {value!r}", field="timeout")
-        self._timeout = value
-        self._http.timeout = httpx.Timeout(value)
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, list[Label]]:
         """Active labels by key (canonical and as sent); keys without any are absent.

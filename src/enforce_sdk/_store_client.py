@@ -21,7 +21,7 @@ import contextlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -216,7 +216,33 @@ def connection_settings(
     return url.rstrip("/"), fmt, headers
 
 
-class LabelStoreClient:
+_Http = TypeVar("_Http", httpx.Client, httpx.AsyncClient)
+
+
+class RequestTimeout(Generic[_Http]):
+    """The `timeout` of a store client over the httpx client it holds in `_http`."""
+
+    _http: _Http
+    _timeout: float
+
+    @property
+    def timeout(self) -> float:
+        """Seconds per request (connect, read, write and pool wait each).
+
+        Settable while in use: every request reads it when it starts (the
+        change feed's long polls add their `wait`).
+        """
+        return self._timeout
+
+    @timeout.setter
+    def timeout(self, value: float) -> None:
+        if not value > 0:
+            raise InvalidInputError(f"must be > 0 seconds, got {value!r}", field="timeout")
+        self._timeout = value
+        self._http.timeout = httpx.Timeout(value)
+
+
+class LabelStoreClient(RequestTimeout[httpx.Client]):
     """Synchronous client of one Label Store. Use as a context manager or call close()."""
 
     def __init__(
@@ -238,22 +264,6 @@ class LabelStoreClient:
         self.max_batch_labels = max_batch_labels
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout,
                                   transport=transport)
-
-    @property
-    def timeout(self) -> float:
-        """Seconds per request (connect, read, write and pool wait each).
-
-        Settable while in use: every request reads it when it starts (the
-        change feed's long polls add their `wait`).
-        """
-        return self._timeout
-
-    @timeout.setter
-    def timeout(self, value: float) -> None:
-        if not value > 0:
-            raise InvalidInputError(f"must be > 0 seconds, got {value!r}", field="timeout")
-        self._timeout = value
-        self._http.timeout = httpx.Timeout(value)
 
     # -- plumbing --------------------------------------------------------------------------
 
