@@ -56,3 +56,14 @@ def admin_client(hosts: str) -> KazooClient:
     zk = KazooClient(hosts=hosts, auth_data=[("digest", ADMIN)])
     zk.start(timeout=15)
     return zk
+
+
+def write_around_the_cli(hosts: str, payload: bytes) -> None:
+    """Set the config node's bytes straight through kazoo (no validation, no history)."""
+    from enforce_sdk._zk_layout import ConfigLayout
+
+    zk = admin_client(hosts)
+    try:
+        zk.set(ConfigLayout(ROOT).config, payload)
+    finally:
+        zk.stop()

@@ -22,7 +22,7 @@ from enforce_sdk._zk_layout import ConfigLayout
 from enforce_sdk.cli import _config as cli_config
 from enforce_sdk.cli._config import config
 
-from ._helpers import ADMIN, ROOT, SDK, admin_client, document
+from ._helpers import ADMIN, ROOT, SDK, admin_client, document, write_around_the_cli
 
 Invoke = Callable[..., Result]
 
@@ -219,11 +219,7 @@ def test_rollback_replaces_a_bad_document_written_around_the_cli(
     invoke: Invoke, tmp_path: Path, zk_hosts: str
 ) -> None:
     assert invoke("push", write(tmp_path, "v1.json", document(1))).exit_code == 0
-    zk = admin_client(zk_hosts)
-    try:
-        zk.set(ConfigLayout(ROOT).config, b"garbage")
-    finally:
-        zk.stop()
+    write_around_the_cli(zk_hosts, b"garbage")
     got = invoke("get")
     assert got.exit_code == 1 and "invalid" in got.output
     res = invoke("rollback", "1")
@@ -390,11 +386,7 @@ def test_guardrail_after_a_bad_write_compares_with_the_newest_valid_version(
     invoke: Invoke, tmp_path: Path, zk_hosts: str, sample_file: str
 ) -> None:
     assert invoke("push", write(tmp_path, "v1.json", document(1))).exit_code == 0
-    zk = admin_client(zk_hosts)
-    try:
-        zk.set(ConfigLayout(ROOT).config, b"garbage")
-    finally:
-        zk.stop()
+    write_around_the_cli(zk_hosts, b"garbage")
     wide = write(tmp_path, "wide.json", document(1, home_feed="limit"))
     refused = invoke("push", wide, "--sample", sample_file)
     assert refused.exit_code == 1, refused.output

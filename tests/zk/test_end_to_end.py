@@ -22,7 +22,7 @@ from enforce_sdk.cli._config import config
 from tests.fixtures.store_server import StoreServerProcess
 from tests.fixtures.zookeeper import wait_for
 
-from ._helpers import ADMIN, ROOT, document
+from ._helpers import ADMIN, ROOT, document, write_around_the_cli
 
 REVIEW = Source("review_tool", SourceType.HUMAN, "alice")
 
@@ -99,16 +99,8 @@ def test_cli_push_changes_decisions_on_running_clients(
 def test_a_bad_document_written_around_the_cli_shows_in_the_client_stats(
     zk_hosts: str, clients: list[EnforcementClient],
 ) -> None:
-    from enforce_sdk._zk_layout import ConfigLayout
-
-    from ._helpers import admin_client
-
     before = [c.check("pin:3", "home_feed") for c in clients]
-    zk = admin_client(zk_hosts)
-    try:
-        zk.set(ConfigLayout(ROOT).config, b'{"version": 9, "surfaces": ')
-    finally:
-        zk.stop()
+    write_around_the_cli(zk_hosts, b'{"version": 9, "surfaces": ')
     for client, decision in zip(clients, before, strict=True):
         wait_for(lambda c=client: c.stats.to_dict()["config_source"]["rejected"] == 1,
                  what="the client's stats to count the rejection")

@@ -19,7 +19,15 @@ from enforce_sdk._zk_layout import ConfigLayout, encode_document
 from enforce_sdk._zk_source import ZooKeeperConfigSource
 from tests.fixtures.zookeeper import TcpProxy, ZooKeeperServer, expire_session, wait_for
 
-from ._helpers import ADMIN, ROOT, SDK, Recorder, admin_client, document
+from ._helpers import (
+    ADMIN,
+    ROOT,
+    SDK,
+    Recorder,
+    admin_client,
+    document,
+    write_around_the_cli,
+)
 
 ProxyFactory = Callable[[ZooKeeperServer], TcpProxy]
 
@@ -99,11 +107,7 @@ def test_bad_document_written_around_the_cli_is_rejected(
     for source, rec in zip(sources, recorders, strict=True):
         assert source.start(rec)[0].version == 2
     caplog.set_level(logging.ERROR, logger="enforce_sdk.config")
-    zk = admin_client(zk_hosts)
-    try:
-        zk.set(ConfigLayout(ROOT).config, payload)
-    finally:
-        zk.stop()
+    write_around_the_cli(zk_hosts, payload)
     for source in sources:  # every SDK source rejects it, with a reason and a count
         wait_for(lambda s=source: s.stats()["rejected"] == 1, what="the rejection")
         stats = source.stats()
@@ -349,11 +353,8 @@ def test_restart_after_a_zookeeper_restore_does_not_go_backwards(
     assert first.start(Recorder())[0].version == 3
     assert first.flush_cache()
     first.close()  # version 3 is on disk
-    zk = admin_client(zk_hosts)  # ZooKeeper restored from an older backup: version 2
-    try:
-        zk.set(ConfigLayout(ROOT).config, encode_document(document(2)))
-    finally:
-        zk.stop()
+    # ZooKeeper restored from an older backup: version 2
+    write_around_the_cli(zk_hosts, encode_document(document(2)))
     source = make_source(zk_hosts)
     rec = Recorder()
     config, meta = source.start(rec)
