@@ -236,13 +236,21 @@ def round_succeeded(
     return {key: tuple(result.get(key, ())) for key in flight}
 
 
+class FetchFailedError(StoreUnavailableError):
+    """A read that raised something other than an EnforceError: bad data or a bug below.
+
+    The store may well be reachable, so decisions call it a store error, not
+    "store unreachable" (which is a transport failure or a timeout).
+    """
+
+
 def round_failed(stats: Stats, exc: Exception, t0: int) -> EnforceError:
-    """Record a failed round trip; anything but an EnforceError becomes StoreUnavailableError."""
+    """Record a failed round trip; anything but an EnforceError becomes FetchFailedError."""
     stats.fetch_latency.record(stats.clock_ns() - t0)
     stats.fetch_errors += 1
     if isinstance(exc, EnforceError):
         return exc
-    error = StoreUnavailableError(f"fetch failed: {exc!r}")  # bad data or a bug below
+    error = FetchFailedError(f"fetch failed: {exc!r}")
     error.__cause__ = exc
     return error
 

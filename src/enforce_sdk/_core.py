@@ -30,8 +30,6 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
-import httpx
-
 from ._bloom_gate import (
     CANONICAL_RE,
     BloomGate,
@@ -40,6 +38,7 @@ from ._bloom_gate import (
     surely_unlabeled,
 )
 from ._cache import Entry, LabelCache, Labels
+from ._coalesce import FetchFailedError
 from ._config import (
     RELATION_ALIASES,
     RELATION_KINDS,
@@ -754,10 +753,8 @@ def _store_problem(error: EnforceError | None) -> tuple[str, str]:
     answered, but with an error status or data that does not parse (and
     whatever else the fetcher wrapped: a reader that raised something else).
     """
-    if isinstance(error, StoreUnavailableError):
-        cause = error.__cause__
-        if cause is None or isinstance(cause, httpx.HTTPError):
-            return "store unreachable", str(error)
+    if isinstance(error, StoreUnavailableError) and not isinstance(error, FetchFailedError):
+        return "store unreachable", str(error)
     if error is None:
         return "store error", "no answer for the key"
     return "store error", str(error)
