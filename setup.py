@@ -1,6 +1,6 @@
 """Build hook for the native extension; all other metadata lives in pyproject.toml.
 
-cffi (API mode) generates and compiles `enforce_sdk._enforce_native` from native/.
+cffi (API mode) generates and compiles `enforce_sdk.native._enforce_native` from native/.
 A missing or failing C compiler stops the build with one clear message instead
 of a compiler traceback.
 """
@@ -12,7 +12,7 @@ from setuptools.command.build_ext import build_ext
 
 _NO_COMPILER = (
     "enforce-sdk needs a C compiler (C11, e.g. gcc or clang) to build its native extension "
-    "enforce_sdk._enforce_native{detail}. Install one (Debian/Ubuntu: apt-get install "
+    "enforce_sdk.native._enforce_native{detail}. Install one (Debian/Ubuntu: apt-get install "
     "build-essential python3-dev; macOS: xcode-select --install) and retry."
 )
 
@@ -29,7 +29,7 @@ class BuildNative(build_ext):
         except Exception as exc:
             if type(exc).__name__ in {"CompileError", "LinkError", "DistutilsExecError"}:
                 raise SystemExit(
-                    f"building enforce_sdk._enforce_native failed: {exc}\n"
+                    f"building enforce_sdk.native._enforce_native failed: {exc}\n"
                     + _NO_COMPILER.format(detail="")
                 ) from exc
             raise

@@ -31,11 +31,11 @@ from typing import Any
 
 import pytest
 
-from enforce_sdk._async_client import AsyncEnforcementClient
-from enforce_sdk._client import EnforcementClient
-from enforce_sdk._sample import sample_labels
-from enforce_sdk.store._sqlite import SQLiteStorage
-from enforce_sdk.store._storage import PutOp
+from enforce_sdk.client.async_client import AsyncEnforcementClient
+from enforce_sdk.client.client import EnforcementClient
+from enforce_sdk.demo.sample import sample_labels
+from enforce_sdk.store.storage.base import PutOp
+from enforce_sdk.store.storage.sqlite import SQLiteStorage
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:

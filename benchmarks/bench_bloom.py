@@ -37,7 +37,7 @@ import pybloomfilter
 import pytest
 import rbloom
 
-from enforce_sdk._bloom import BloomFilter
+from enforce_sdk.native.bloom import BloomFilter
 
 ROOT = Path(__file__).resolve().parents[1]
 for extra in (str(ROOT), str(ROOT / "benchmarks")):

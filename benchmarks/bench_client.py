@@ -31,11 +31,11 @@ import psutil
 import pytest
 
 from enforce_sdk import Enforcement
-from enforce_sdk._client import EnforcementClient
-from enforce_sdk._sample import sample_labels, universe_keys
-from enforce_sdk._store_client import LabelStoreClient
-from enforce_sdk.store._sqlite import SQLiteStorage
-from enforce_sdk.store._storage import PutOp
+from enforce_sdk.client.client import EnforcementClient
+from enforce_sdk.demo.sample import sample_labels, universe_keys
+from enforce_sdk.store.storage.base import PutOp
+from enforce_sdk.store.storage.sqlite import SQLiteStorage
+from enforce_sdk.store_client.client import LabelStoreClient
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:

@@ -42,12 +42,12 @@ from typing import Any
 import pytest
 
 from enforce_sdk import Enforcement
-from enforce_sdk._bloom import BloomFilter
-from enforce_sdk._client import EnforcementClient
-from enforce_sdk._sample import entity_for, sample_labels, universe_keys
-from enforce_sdk.store._bloom_snapshot import snapshot_capacity
-from enforce_sdk.store._sqlite import SQLiteStorage
-from enforce_sdk.store._storage import PutOp
+from enforce_sdk.client.client import EnforcementClient
+from enforce_sdk.demo.sample import entity_for, sample_labels, universe_keys
+from enforce_sdk.native.bloom import BloomFilter
+from enforce_sdk.store.bloom_snapshot import snapshot_capacity
+from enforce_sdk.store.storage.base import PutOp
+from enforce_sdk.store.storage.sqlite import SQLiteStorage
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:

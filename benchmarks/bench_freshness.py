@@ -29,8 +29,8 @@ from typing import Any
 import pytest
 
 from enforce_sdk import Enforcement, Label, Source, SourceType
-from enforce_sdk._client import EnforcementClient
-from enforce_sdk._store_client import LabelStoreClient
+from enforce_sdk.client.client import EnforcementClient
+from enforce_sdk.store_client.client import LabelStoreClient
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:

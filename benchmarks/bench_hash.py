@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 import xxhash
 
-from enforce_sdk._bloom import signature, signatures
+from enforce_sdk.native.bloom import signature, signatures
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -75,7 +75,7 @@ def fresh(keys: list[str]) -> list[str]:
 
 
 def _c_only(keys: list[str]) -> Callable[[], Any]:
-    from enforce_sdk._native import ffi, lib  # the only place a benchmark reaches into C
+    from enforce_sdk.native.binding import ffi, lib  # the only place a benchmark reaches into C
 
     buf = "\n".join(keys).encode()
     out = np.empty(len(keys), dtype=np.uint64)

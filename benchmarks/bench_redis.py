@@ -35,12 +35,12 @@ from typing import Any
 import pytest
 
 import redis
-from enforce_sdk._model import Label
-from enforce_sdk._sample import entity_for, sample_labels
-from enforce_sdk._store_client import LabelStoreClient
-from enforce_sdk.store._redis_cluster import RedisClusterStorage
-from enforce_sdk.store._sqlite import SQLiteStorage
-from enforce_sdk.store._storage import LabelStorage, PutOp
+from enforce_sdk.demo.sample import entity_for, sample_labels
+from enforce_sdk.model.label import Label
+from enforce_sdk.store.storage.base import LabelStorage, PutOp
+from enforce_sdk.store.storage.redis_cluster.storage import RedisClusterStorage
+from enforce_sdk.store.storage.sqlite import SQLiteStorage
+from enforce_sdk.store_client.client import LabelStoreClient
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the cluster and server harnesses live with the test fixtures

@@ -31,9 +31,9 @@ from typing import Any
 import pytest
 
 from enforce_sdk import Enforcement, Label, Source, SourceType
-from enforce_sdk._config import EnforcementConfig
-from enforce_sdk._decision import Decision
-from enforce_sdk._selector import Selector
+from enforce_sdk.config.document import EnforcementConfig
+from enforce_sdk.policy.decision import Decision
+from enforce_sdk.policy.selector import Selector
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:

@@ -29,10 +29,10 @@ from typing import Any
 
 import pytest
 
-from enforce_sdk._sample import entity_for, sample_labels
-from enforce_sdk._store_client import LabelStoreClient
-from enforce_sdk.store._sqlite import SQLiteStorage
-from enforce_sdk.store._storage import PutOp
+from enforce_sdk.demo.sample import entity_for, sample_labels
+from enforce_sdk.store.storage.base import PutOp
+from enforce_sdk.store.storage.sqlite import SQLiteStorage
+from enforce_sdk.store_client.client import LabelStoreClient
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the server harness lives with the test fixtures

@@ -93,7 +93,7 @@ def _source_worker(wid: int, hosts: str, cache: str, out: Any, stop: Any) -> Non
     callback has returned), so it covers ZooKeeper, validation and the swap.
     """
     from enforce_sdk import EnforcementClient
-    from enforce_sdk._zk_source import ZooKeeperConfigSource
+    from enforce_sdk.config.zk_source import ZooKeeperConfigSource
 
     class TimedSource(ZooKeeperConfigSource):
         def start(self, on_update: Any) -> Any:
@@ -115,7 +115,7 @@ def _source_worker(wid: int, hosts: str, cache: str, out: Any, stop: Any) -> Non
 def _idle_baseline_worker(wid: int, hosts: str, cache: str, out: Any, stop: Any) -> None:
     """The same imports, no source: what a watcher adds is measured against this."""
     import enforce_sdk
-    import enforce_sdk._zk_source  # noqa: F401
+    import enforce_sdk.config.zk_source  # noqa: F401
 
     out.put((wid, 0, time.monotonic()))
     stop.wait()
@@ -161,7 +161,7 @@ def _bare_kazoo_baseline(hosts: str, rounds: int) -> list[float]:
     from kazoo.client import KazooClient
     from kazoo.recipe.watchers import DataWatch
 
-    from enforce_sdk._zk_layout import encode_document
+    from enforce_sdk.config.zk_layout import encode_document
 
     writer, watcher = KazooClient(hosts=hosts), KazooClient(hosts=hosts)
     writer.start(timeout=15)
@@ -241,7 +241,7 @@ def _stop(procs: list[Any], stop: Any) -> None:
 
 def test_zk_propagation_and_idle_cost(benchmark: Any, zk: ZooKeeperServer,
                                       tmp_path: Path) -> None:
-    from enforce_sdk._zk_admin import ZooKeeperConfigStore
+    from enforce_sdk.config.zk_admin import ZooKeeperConfigStore
 
     store = ZooKeeperConfigStore(zk.address, ROOT, auth=ADMIN, history_keep=1000)
     store.push(_document(1), expected=None)

@@ -1,4 +1,4 @@
-"""cffi builder (API mode) for `enforce_sdk._enforce_native`.
+"""cffi builder (API mode) for `enforce_sdk.native._enforce_native`.
 
 The declarations handed to cffi are the CDEF block of enforce_native.h, so the
 header is the single source of truth; every `#define` there becomes `... ` and
@@ -45,7 +45,7 @@ def make_builder(*, absolute: bool = False) -> FFI:
     builder = FFI()
     builder.cdef(cdef_text())
     builder.set_source(
-        "enforce_sdk._enforce_native",
+        "enforce_sdk.native._enforce_native",
         '#include "enforce_native.h"',
         sources=[path(SOURCE)],
         include_dirs=[path(HERE)],

@@ -1,11 +1,14 @@
-"""enforce_sdk: decide in-process whether to show content, from labels in the Label Store."""
+"""enforce_sdk: decide in-process whether to show content, from labels in the Label Store.
 
-from ._async_client import AsyncEnforcementClient
-from ._bloom import BloomFilter, signature, signatures
-from ._client import EnforcementClient
-from ._config import EnforcementConfig, SurfaceConfig
-from ._config_source import ConfigMeta, ConfigSource, FileConfigSource, StaticConfigSource
-from ._decision import Cause, Decision
+This module is the public facade: the names in `__all__` are the API, whatever
+folder they live in (see docs/architecture.md). Optional extras load lazily:
+`ZooKeeperConfigSource` and `ZooKeeperConfigStore` import kazoo (the
+`[zookeeper]` extra) only when first used, so a service with a file config
+never imports it.
+"""
+
+from typing import TYPE_CHECKING, Any
+
 from ._errors import (
     AuthError,
     ConfigConflictError,
@@ -26,15 +29,52 @@ from ._errors import (
     StoreUnavailableError,
     UnknownSurfaceError,
 )
-from ._keys import canonical_key, domain_key_from_url
-from ._model import Enforcement, Label, Source, SourceType
-from ._selector import Selector
-from ._stats import Stats
-from ._store_client import LabelStoreClient
-from ._zk_admin import ZooKeeperConfigStore
-from ._zk_source import ZooKeeperConfigSource
+from .client.async_client import AsyncEnforcementClient
+from .client.client import EnforcementClient
+from .client.stats import Stats
+from .config.document import EnforcementConfig
+from .config.source import ConfigMeta, ConfigSource, FileConfigSource, StaticConfigSource
+from .model.keys import canonical_key, domain_key_from_url
+from .model.label import Enforcement, Label, Source, SourceType
+from .native.bloom import BloomFilter, signature, signatures
+from .policy.decision import Cause, Decision
+from .policy.selector import Selector
+from .policy.surface import SurfaceConfig
+from .store_client.client import LabelStoreClient
+
+if TYPE_CHECKING:
+    from .config.zk_admin import ZooKeeperConfigStore
+    from .config.zk_source import ZooKeeperConfigSource
 
 __version__ = "0.1.0"
+
+# name -> module that defines it, imported on first access (module __getattr__, PEP 562)
+_LAZY = {
+    "ZooKeeperConfigSource": "enforce_sdk.config.zk_source",
+    "ZooKeeperConfigStore": "enforce_sdk.config.zk_admin",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'enforce_sdk' has no attribute {name!r}")
+    import importlib
+
+    try:
+        value = getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as exc:
+        if exc.name != "kazoo":
+            raise
+        raise ImportError(
+            f"enforce_sdk.{name} needs ZooKeeper support: pip install 'enforce-sdk[zookeeper]'"
+        ) from exc
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
     "AsyncEnforcementClient",

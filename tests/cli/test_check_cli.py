@@ -17,8 +17,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from enforce_sdk import Enforcement, Label, Source, SourceType
-from enforce_sdk._store_client import LabelStoreClient
 from enforce_sdk.cli import main
+from enforce_sdk.store_client.client import LabelStoreClient
 from tests.fixtures.store_server import StoreServerProcess
 
 REVIEW = Source("review_tool", SourceType.HUMAN, "alice")

@@ -11,10 +11,10 @@ from collections import Counter
 from pathlib import Path
 
 from enforce_sdk import Label
-from enforce_sdk._sample import sample_labels
-from enforce_sdk._store_client import LabelStoreClient
-from enforce_sdk.store._sqlite import SQLiteStorage
-from enforce_sdk.store._storage import Action
+from enforce_sdk.demo.sample import sample_labels
+from enforce_sdk.model.records import Action
+from enforce_sdk.store.storage.sqlite import SQLiteStorage
+from enforce_sdk.store_client.client import LabelStoreClient
 from tests.fixtures.store_server import StoreServerProcess
 
 CLI = [sys.executable, "-m", "enforce_sdk.cli"]
@@ -192,7 +192,7 @@ def _assert_audit_and_feed_consistent(storage: SQLiteStorage, labels: list[Label
 def test_serve_on_db_path_without_config(tmp_path: Path) -> None:
     import httpx
 
-    from enforce_sdk._store_process import start_store
+    from enforce_sdk.demo.store_process import start_store
 
     db = tmp_path / "x" / "labels.db"
     store = start_store(None, log_path=tmp_path / "serve.log", cwd=tmp_path,

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from enforce_sdk._demo import STEPS, DemoContext, Step, run_demo
-from enforce_sdk._store_process import LISTENING_PREFIX
 from enforce_sdk.cli import main
-from enforce_sdk.store._server import LISTENING_PREFIX as SERVER_LISTENING_PREFIX
+from enforce_sdk.demo.context import DemoContext
+from enforce_sdk.demo.steps import STEPS, Step, run_demo
+from enforce_sdk.demo.store_process import LISTENING_PREFIX
+from enforce_sdk.store.server import LISTENING_PREFIX as SERVER_LISTENING_PREFIX
 
 
 def _pid_alive(pid: int) -> bool:
@@ -56,7 +57,7 @@ def test_demo_stops_the_store_when_a_step_fails(tmp_path: Path) -> None:
 
 
 def test_demo_command_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import enforce_sdk._demo as demo_module
+    import enforce_sdk.demo.steps as demo_module
 
     monkeypatch.setattr(demo_module, "STEPS", STEPS[:4])  # the full tour is tested above
     result = CliRunner().invoke(main, ["demo", "--labels", "100", "--dir", str(tmp_path)])

@@ -12,7 +12,6 @@ import msgpack
 import pytest
 
 from enforce_sdk import Label, StoreResponseError, StoreUnavailableError
-from enforce_sdk._sample import sample_labels
 from enforce_sdk.cli._import import (
     CheckpointFile,
     ImportAbortedError,
@@ -21,6 +20,7 @@ from enforce_sdk.cli._import import (
     format_summary,
     read_records,
 )
+from enforce_sdk.demo.sample import sample_labels
 
 
 @dataclass

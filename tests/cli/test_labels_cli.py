@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from enforce_sdk._sample import sample_labels
-from enforce_sdk._store_client import LabelStoreClient
 from enforce_sdk.cli import main
+from enforce_sdk.demo.sample import sample_labels
+from enforce_sdk.store_client.client import LabelStoreClient
 from tests.fixtures.store_server import StoreServerProcess
 
 
@@ -166,7 +166,7 @@ def test_import_resume_after_interruption(store_server: StoreServerProcess,
                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Interrupt after k chunks (the store becomes unreachable), resume: all present once."""
     from enforce_sdk import StoreUnavailableError
-    from enforce_sdk._store_client import LabelStoreClient as RealClient
+    from enforce_sdk.store_client.client import LabelStoreClient as RealClient
 
     source = tmp_path / "labels.jsonl"
     rows = _write_jsonl(source, 400, seed=31)

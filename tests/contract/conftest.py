@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from enforce_sdk.store._storage import LabelStorage
+from enforce_sdk.store.storage.base import LabelStorage
 
 BACKENDS = ["sqlite", "redis_cluster"]
 

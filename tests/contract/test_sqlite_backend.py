@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from enforce_sdk._errors import InvalidInputError, StorageError
-from enforce_sdk._model import Source, SourceType
-from enforce_sdk.store import _sqlite
-from enforce_sdk.store._sqlite import SQLiteStorage
-from enforce_sdk.store._storage import LabelStatus
+from enforce_sdk.model.label import Source, SourceType
+from enforce_sdk.model.records import LabelStatus
+from enforce_sdk.store.storage import sqlite as _sqlite
+from enforce_sdk.store.storage.sqlite import SQLiteStorage
 
 from ._labels import ACTOR, T0, label, put
 
@@ -140,9 +140,9 @@ _WRITER = textwrap.dedent(
     """
     import sys
     from datetime import UTC, datetime
-    from enforce_sdk._model import Enforcement, Label, Source, SourceType
-    from enforce_sdk.store._sqlite import SQLiteStorage
-    from enforce_sdk.store._storage import PutOp
+    from enforce_sdk.model.label import Enforcement, Label, Source, SourceType
+    from enforce_sdk.store.storage.sqlite import SQLiteStorage
+    from enforce_sdk.store.storage.base import PutOp
 
     storage = SQLiteStorage(sys.argv[1])
     source = Source("crash_test", SourceType.AUTOMATED, "w")

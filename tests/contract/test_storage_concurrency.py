@@ -8,8 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from enforce_sdk._model import Source, SourceType
-from enforce_sdk.store._storage import LabelStatus, LabelStorage, Outcome
+from enforce_sdk.model.label import Source, SourceType
+from enforce_sdk.model.records import LabelStatus, Outcome
+from enforce_sdk.store.storage.base import LabelStorage
 
 from ._labels import ACTOR, T0, label, put
 from .conftest import StorageFactory

@@ -7,17 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from enforce_sdk._errors import InvalidInputError, StorageError
-from enforce_sdk._model import Enforcement, Label
-from enforce_sdk.store._storage import (
-    Action,
-    DeleteOp,
-    LabelStatus,
-    LabelStorage,
-    Outcome,
-    PutOp,
-    StoredLabel,
-    WriteOp,
-)
+from enforce_sdk.model.label import Enforcement, Label
+from enforce_sdk.model.records import Action, LabelStatus, Outcome, StoredLabel
+from enforce_sdk.store.storage.base import DeleteOp, LabelStorage, PutOp, WriteOp
 
 from ._labels import ACTOR, HUMAN, MODEL, MODEL2, T0, Clock, delete, label, put
 from .conftest import StorageFactory

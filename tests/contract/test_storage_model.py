@@ -22,16 +22,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from enforce_sdk._model import Enforcement, Label
-from enforce_sdk.store._storage import (
-    Action,
-    ChangeRecord,
-    DeleteOp,
-    LabelStatus,
-    Outcome,
-    PutOp,
-    WriteOp,
-)
+from enforce_sdk.model.label import Enforcement, Label
+from enforce_sdk.model.records import Action, ChangeRecord, LabelStatus, Outcome
+from enforce_sdk.store.storage.base import DeleteOp, PutOp, WriteOp
 
 from ._labels import HUMAN, MODEL, MODEL2, T0, Clock, label
 from .conftest import StorageFactory

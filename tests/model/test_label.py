@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from enforce_sdk import Enforcement, Label, LabelValidationError, Source, SourceType
-from enforce_sdk._wire import decode, encode
+from enforce_sdk.model.wire import decode, encode
 
 BASE: dict[str, Any] = {
     "entity": "pin:1",

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from enforce_sdk import InvalidInputError
-from enforce_sdk._wire import decode, format_of
+from enforce_sdk.model.wire import decode, format_of
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from enforce_sdk import InvalidInputError
-from enforce_sdk._bloom import BloomFilter, signature, signatures
+from enforce_sdk.native.bloom import BloomFilter, signature, signatures
 
 from .sig64_reference import block_and_positions
 

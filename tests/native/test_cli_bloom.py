@@ -9,8 +9,8 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from enforce_sdk import Enforcement, Label, Source, SourceType
-from enforce_sdk._bloom import BloomFilter
 from enforce_sdk.cli._bloom import bloom
+from enforce_sdk.native.bloom import BloomFilter
 
 
 def _label(entity: str) -> Label:

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from enforce_sdk import InvalidInputError
-from enforce_sdk._bloom import DEFAULT_SEED, HASH_ID, HASH_NAME, signature, signatures
+from enforce_sdk.native.bloom import DEFAULT_SEED, HASH_ID, HASH_NAME, signature, signatures
 
 from .sig64_reference import sig64 as reference_sig64
 

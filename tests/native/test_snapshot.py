@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from enforce_sdk import SnapshotError
-from enforce_sdk._bloom import SNAPSHOT_VERSION, BloomFilter
-from enforce_sdk._native import crc32c
+from enforce_sdk.native.binding import crc32c
+from enforce_sdk.native.bloom import SNAPSHOT_VERSION, BloomFilter
 
 HEADER = struct.Struct("<8sHHIQQIIQQII")  # the layout docs/native.md gives, byte by byte
 

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from enforce_sdk import InvalidInputError, _native
-from enforce_sdk._bloom import BloomFilter
+from enforce_sdk import InvalidInputError
+from enforce_sdk.native import binding as _native
+from enforce_sdk.native.bloom import BloomFilter
 
 MAX_BLOCKS = _native.MAX_BLOCKS
 U64 = r"must be in 0\.\.2\*\*64-1"
@@ -173,7 +174,7 @@ def test_sizing_never_exceeds_the_largest_filter() -> None:
 def test_the_model_answers_quickly_at_any_key_count() -> None:
     """A saturated filter's FP is 1.0 at once (it used to loop for hours, or forever at 2**64-1)."""
     code = (
-        "from enforce_sdk import _native as n\n"
+        "from enforce_sdk.native import binding as n\n"
         "print(n.model_fp(2, 1, 2**63), n.model_fp(1, 16, 2**64 - 1),"
         " n.model_fp(3, 16, 2**64 - 1), n.model_fp(2**34, 6, 2**64 - 1))\n"
     )

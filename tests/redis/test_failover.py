@@ -27,9 +27,9 @@ import pytest
 from redis.crc import key_slot
 
 from enforce_sdk import StorageError
-from enforce_sdk._model import Label
-from enforce_sdk.store._redis_cluster import RedisClusterStorage
-from enforce_sdk.store._storage import Action, Outcome, StoredLabel
+from enforce_sdk.model.label import Label
+from enforce_sdk.model.records import Action, Outcome, StoredLabel
+from enforce_sdk.store.storage.redis_cluster.storage import RedisClusterStorage
 from tests.contract._labels import ACTOR, T0, label, put
 from tests.fixtures.redis_cluster import ClusterHarness, start_cluster
 

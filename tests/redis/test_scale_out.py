@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from enforce_sdk import EnforcementClient
-from enforce_sdk._model import Enforcement, Label, Source, SourceType
-from enforce_sdk._store_client import ChangesPage, LabelStoreClient
-from enforce_sdk.store._storage import Action, Outcome
+from enforce_sdk.model.label import Enforcement, Label, Source, SourceType
+from enforce_sdk.model.records import Action, Outcome
+from enforce_sdk.store_client.client import ChangesPage, LabelStoreClient
 from tests.contract._labels import T0
 from tests.fixtures.redis_cluster import ClusterHarness, drop_namespace
 from tests.fixtures.store_server import StoreServerProcess, StoreServerStartError

@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from enforce_sdk import Enforcement, Label, Source, SourceType
-from enforce_sdk._store_client import LabelStoreClient
 from enforce_sdk.cli import main
+from enforce_sdk.store_client.client import LabelStoreClient
 from tests.fixtures.redis_cluster import ClusterHarness, drop_namespace
 from tests.fixtures.store_server import LISTENING_RE, StoreServerProcess
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from enforce_sdk import Label, SourceType, canonical_key
-from enforce_sdk._sample import (
+from enforce_sdk.demo.sample import (
     BOT_DETECTOR,
     REASONS,
     REVIEW_TOOL,

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from enforce_sdk._async_client import AsyncEnforcementClient
-from enforce_sdk._client import EnforcementClient
+from enforce_sdk.client.async_client import AsyncEnforcementClient
+from enforce_sdk.client.client import EnforcementClient
 
 # sync name -> async name, where the async spelling differs
 RENAMED = {"close": "aclose", "__enter__": "__aenter__", "__exit__": "__aexit__"}

@@ -20,8 +20,8 @@ import pytest
 import tests.sdk.test_client_integration as integration
 import tests.sdk.test_client_unit as unit
 from enforce_sdk import Enforcement, Label, StoreUnavailableError
-from enforce_sdk._async_client import AsyncEnforcementClient
-from enforce_sdk._store_client import LabelStoreClient
+from enforce_sdk.client.async_client import AsyncEnforcementClient
+from enforce_sdk.store_client.client import LabelStoreClient
 from tests.fixtures.store_server import StoreServerProcess
 from tests.sdk.test_client_integration import fault_server, writer  # noqa: F401 - fixtures
 from tests.sdk.test_client_unit import CONFIG, NOW, FakeStore, label
@@ -261,8 +261,8 @@ def test_the_async_reader_chunks_parses_and_translates_errors() -> None:
     import httpx
 
     from enforce_sdk import AuthError, StoreResponseError
-    from enforce_sdk._async_store import AsyncLabelStoreReader
-    from enforce_sdk._wire import decode, encode
+    from enforce_sdk.model.wire import decode, encode
+    from enforce_sdk.store_client.async_client import AsyncLabelStoreReader
 
     seen: list[list[str]] = []
     status = [200]
@@ -306,7 +306,7 @@ def test_the_async_reader_chunks_parses_and_translates_errors() -> None:
 def test_the_async_reader_reports_an_unreachable_store() -> None:
     import socket
 
-    from enforce_sdk._async_store import AsyncLabelStoreReader
+    from enforce_sdk.store_client.async_client import AsyncLabelStoreReader
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

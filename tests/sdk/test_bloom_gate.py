@@ -15,15 +15,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from enforce_sdk._bloom import BloomFilter
-from enforce_sdk._bloom_gate import BloomGate
-from enforce_sdk._cache import LabelCache
-from enforce_sdk._config import BloomSettings
 from enforce_sdk._errors import FeedTooOldError, StoreUnavailableError
-from enforce_sdk._follower import FeedFollower
-from enforce_sdk._stats import Stats
-from enforce_sdk._store_client import BloomDownload
-from enforce_sdk.store._storage import Action, ChangeRecord
+from enforce_sdk.client.bloom_gate import BloomGate
+from enforce_sdk.client.cache import LabelCache
+from enforce_sdk.client.follower import FeedFollower
+from enforce_sdk.client.stats import Stats
+from enforce_sdk.config.document import BloomSettings
+from enforce_sdk.model.records import Action, ChangeRecord
+from enforce_sdk.native.bloom import BloomFilter
+from enforce_sdk.store_client.client import BloomDownload
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 KEYS = [f"pin:{i}" for i in range(12)]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from enforce_sdk import Enforcement, Label, Source, SourceType
-from enforce_sdk._cache import NO_LABELS, LabelCache
+from enforce_sdk.client.cache import NO_LABELS, LabelCache
 
 
 class FakeClock:

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from enforce_sdk import Enforcement, Label, Source, SourceType
-from enforce_sdk._client import EnforcementClient
-from enforce_sdk._config_source import StaticConfigSource
-from enforce_sdk._store_client import LabelStoreClient
+from enforce_sdk.client.client import EnforcementClient
+from enforce_sdk.config.source import StaticConfigSource
+from enforce_sdk.store_client.client import LabelStoreClient
 from tests.fixtures.store_server import StoreServerProcess
 
 REVIEW = Source("review_tool", SourceType.HUMAN, "alice")

@@ -19,8 +19,8 @@ from enforce_sdk import (
     StoreUnavailableError,
     UnknownSurfaceError,
 )
-from enforce_sdk._client import EnforcementClient
-from enforce_sdk._config_source import StaticConfigSource
+from enforce_sdk.client.client import EnforcementClient
+from enforce_sdk.config.source import StaticConfigSource
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 REVIEW = Source("review_tool", SourceType.HUMAN, "alice")
@@ -269,8 +269,8 @@ def test_memo_lasts_at_most_a_second() -> None:
 
 
 def test_a_config_update_during_construction_is_applied_not_lost() -> None:
-    from enforce_sdk._config import EnforcementConfig
-    from enforce_sdk._config_source import ConfigMeta, ConfigSource
+    from enforce_sdk.config.document import EnforcementConfig
+    from enforce_sdk.config.source import ConfigMeta, ConfigSource
 
     class EagerSource(ConfigSource):
         """Calls back with version 2 from inside start(), as a watch thread may."""

@@ -24,15 +24,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from enforce_sdk import Enforcement, Label, Source, SourceType, StoreUnavailableError
-from enforce_sdk._async_client import AsyncEnforcementClient
-from enforce_sdk._async_fetch import AsyncSingleFlightFetcher
-from enforce_sdk._cache import LabelCache
-from enforce_sdk._client import EnforcementClient
-from enforce_sdk._coalesce import BatchQueue, FetchOutcome, Flight
-from enforce_sdk._fetch import SingleFlightFetcher
-from enforce_sdk._follower import FeedFollower
-from enforce_sdk._stats import Stats
-from enforce_sdk.store._storage import Action, ChangeRecord
+from enforce_sdk.client.async_client import AsyncEnforcementClient
+from enforce_sdk.client.async_fetch import AsyncSingleFlightFetcher
+from enforce_sdk.client.cache import LabelCache
+from enforce_sdk.client.client import EnforcementClient
+from enforce_sdk.client.coalesce import BatchQueue, FetchOutcome, Flight
+from enforce_sdk.client.fetch import SingleFlightFetcher
+from enforce_sdk.client.follower import FeedFollower
+from enforce_sdk.client.stats import Stats
+from enforce_sdk.model.records import Action, ChangeRecord
 from tests.sdk.test_client_unit import CONFIG, NOW
 
 DEADLINE = 10.0

@@ -10,16 +10,17 @@ from typing import Any
 import pytest
 
 from enforce_sdk import ConfigError, Enforcement, UnknownSurfaceError
-from enforce_sdk._config import EnforcementConfig, SurfaceConfig
-from enforce_sdk._config_source import (
+from enforce_sdk.config.document import EnforcementConfig
+from enforce_sdk.config.source import (
     ConfigMeta,
     ConfigSource,
     FileConfigSource,
     StaticConfigSource,
     coerce_config_source,
 )
-from enforce_sdk._resolver import Resolver
-from enforce_sdk._selector import Selector
+from enforce_sdk.policy.resolver import Resolver
+from enforce_sdk.policy.selector import Selector
+from enforce_sdk.policy.surface import SurfaceConfig
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "enforce.toml"
 MINIMAL: dict[str, Any] = {"version": 1, "surfaces": {"home_feed": {}}}

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 import pytest
 
 from enforce_sdk import Enforcement, Label, Source, SourceType, StoreUnavailableError
-from enforce_sdk._cache import LabelCache
-from enforce_sdk._fetch import SingleFlightFetcher
-from enforce_sdk._stats import Stats
+from enforce_sdk.client.cache import LabelCache
+from enforce_sdk.client.fetch import SingleFlightFetcher
+from enforce_sdk.client.stats import Stats
 
 
 def label(entity: str) -> Label:

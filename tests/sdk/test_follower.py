@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from enforce_sdk import FeedTooOldError, StoreUnavailableError
-from enforce_sdk._cache import LabelCache
-from enforce_sdk._follower import FeedFollower
-from enforce_sdk._stats import Stats
-from enforce_sdk.store._storage import Action, ChangeRecord
+from enforce_sdk.client.cache import LabelCache
+from enforce_sdk.client.follower import FeedFollower
+from enforce_sdk.client.stats import Stats
+from enforce_sdk.model.records import Action, ChangeRecord
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 

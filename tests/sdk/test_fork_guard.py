@@ -14,9 +14,9 @@ import threading
 
 import pytest
 
-from enforce_sdk._async_client import AsyncEnforcementClient
-from enforce_sdk._client import EnforcementClient
-from enforce_sdk._store_client import LabelStoreClient
+from enforce_sdk.client.async_client import AsyncEnforcementClient
+from enforce_sdk.client.client import EnforcementClient
+from enforce_sdk.store_client.client import LabelStoreClient
 from tests.fixtures.store_server import StoreServerProcess
 from tests.sdk.test_async_client import AsyncStore
 from tests.sdk.test_client_unit import CONFIG, FakeStore

@@ -23,9 +23,9 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from enforce_sdk import Enforcement, Label, Source, SourceType
-from enforce_sdk._async_client import AsyncEnforcementClient
-from enforce_sdk._client import EnforcementClient
-from enforce_sdk._store_client import LabelStoreClient
+from enforce_sdk.client.async_client import AsyncEnforcementClient
+from enforce_sdk.client.client import EnforcementClient
+from enforce_sdk.store_client.client import LabelStoreClient
 from tests.fixtures.store_server import StoreServerProcess
 
 REVIEW = Source("review_tool", SourceType.HUMAN, "alice")

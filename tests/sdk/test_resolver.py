@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from enforce_sdk import Enforcement, Label, Source, SourceType
-from enforce_sdk._config import EnforcementConfig
-from enforce_sdk._decision import Decision
-from enforce_sdk._resolver import Resolver
+from enforce_sdk.config.document import EnforcementConfig
+from enforce_sdk.policy.decision import Decision
+from enforce_sdk.policy.resolver import Resolver
 
 NOW_TS = 1_800_000_000.0
 NOW = datetime.fromtimestamp(NOW_TS, UTC)

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from enforce_sdk import Enforcement, Label, SelectorSyntaxError, Source, SourceType
-from enforce_sdk._selector import Selector, format_duration, parse_duration
+from enforce_sdk.policy.selector import Selector, format_duration, parse_duration
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 NOW_TS = NOW.timestamp()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from enforce_sdk._stats import COUNTERS, LatencyHistogram, Stats
+from enforce_sdk.client.stats import COUNTERS, LatencyHistogram, Stats
 
 
 def test_histogram_quantiles_bound_the_recorded_values() -> None:

@@ -14,11 +14,11 @@ import httpx
 import pytest
 
 from enforce_sdk import InvalidInputError
-from enforce_sdk._async_client import AsyncEnforcementClient
-from enforce_sdk._async_store import AsyncLabelStoreReader
-from enforce_sdk._client import EnforcementClient
-from enforce_sdk._config_source import StaticConfigSource
-from enforce_sdk._store_client import LabelStoreClient
+from enforce_sdk.client.async_client import AsyncEnforcementClient
+from enforce_sdk.client.client import EnforcementClient
+from enforce_sdk.config.source import StaticConfigSource
+from enforce_sdk.store_client.async_client import AsyncLabelStoreReader
+from enforce_sdk.store_client.client import LabelStoreClient
 
 URL = "http://127.0.0.1:9"  # nothing listens: no request is made here
 CONFIG: dict[str, Any] = {
@@ -70,8 +70,8 @@ def test_the_store_client_timeout_is_validated() -> None:
 
 
 def test_a_caller_waits_for_every_attempt_and_the_backoffs_between() -> None:
-    from enforce_sdk._client import _wait_timeout
-    from enforce_sdk._config import StoreSettings
+    from enforce_sdk.client.base import wait_timeout as _wait_timeout
+    from enforce_sdk.config.document import StoreSettings
 
     # 3 attempts of 0.25 s, backoffs of 0.1 + 0.2 s, and 1 s of slack
     settings = StoreSettings(timeout=0.25, retries=2, retry_backoff=0.1)

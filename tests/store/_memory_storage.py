@@ -6,20 +6,17 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
-from enforce_sdk._model import Label
-from enforce_sdk.store._storage import (
+from enforce_sdk.model.label import Label
+from enforce_sdk.model.records import (
     Action,
     AuditEvent,
     ChangePage,
     ChangeRecord,
-    DeleteOp,
     LabelStatus,
-    LabelStorage,
     Outcome,
-    PutOp,
     StoredLabel,
-    WriteOp,
 )
+from enforce_sdk.store.storage.base import DeleteOp, LabelStorage, PutOp, WriteOp
 
 
 class MemoryStorage(LabelStorage):

@@ -17,10 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from enforce_sdk import Enforcement, Label, Source, SourceType, StorageError
-from enforce_sdk._wire import Format, decode, encode
-from enforce_sdk.store._app import create_app
-from enforce_sdk.store._config import StoreConfig
-from enforce_sdk.store._storage import PutOp
+from enforce_sdk.model.wire import Format, decode, encode
+from enforce_sdk.store.app import create_app
+from enforce_sdk.store.config import StoreConfig
+from enforce_sdk.store.storage.base import PutOp
 
 from ..model.test_label import labels
 from ._memory_storage import MemoryStorage
@@ -99,7 +99,7 @@ async def test_write_batches_are_logged_with_actor_and_counts(
     body = label_body(label("pin:1"), label("pin:2"))
     await http.post("/v1/labels", json=body, headers=AUTH)
     await http.post("/v1/labels", json=body, headers=AUTH)
-    messages = [r.getMessage() for r in caplog.records if r.name == "enforce_sdk.store"]
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("enforce_sdk.store")]
     assert "write batch actor=t-writer ops=2 written=2 head=2" in messages
     assert "write batch actor=t-writer ops=2 noop=2 head=2" in messages
 

@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from enforce_sdk import Enforcement, LabelValidationError, SourceType
-from enforce_sdk.store._checker import LabelChecker, LabelRejectedError
-from enforce_sdk.store._config import StoreConfig
-from enforce_sdk.store._storage import LabelStatus
+from enforce_sdk.model.records import LabelStatus
+from enforce_sdk.store.checker import LabelChecker, LabelRejectedError
+from enforce_sdk.store.config import StoreConfig
 
 
 def raw(entity: str = "pin:1", *, stype: str = "automated", enforcement: str = "block",

@@ -22,9 +22,9 @@ from enforce_sdk import (
     StoreResponseError,
     StoreUnavailableError,
 )
-from enforce_sdk._store_client import LabelStoreClient, entity_path
-from enforce_sdk._wire import decode, encode
-from enforce_sdk.store._storage import Action, Outcome
+from enforce_sdk.model.records import Action, Outcome
+from enforce_sdk.model.wire import decode, encode
+from enforce_sdk.store_client.client import LabelStoreClient, entity_path
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 LABEL = Label("pin:1", Source("spam_model", SourceType.AUTOMATED, "v1"), Enforcement.BLOCK,

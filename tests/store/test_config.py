@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from enforce_sdk import ConfigError
-from enforce_sdk.store._config import DEFAULT_STORAGE_URL, Role, StoreConfig, hash_token
+from enforce_sdk.store.config import DEFAULT_STORAGE_URL, Role, StoreConfig, hash_token
 
 DIGEST = "a" * 64
 

@@ -13,9 +13,9 @@ import psutil  # type: ignore[import-untyped]
 import pytest
 
 from enforce_sdk import AuthError, Enforcement, FeedTooOldError, Label, Source, SourceType
-from enforce_sdk._store_client import ChangesPage, LabelStoreClient
-from enforce_sdk._wire import decode
-from enforce_sdk.store._storage import Action, LabelStatus, Outcome
+from enforce_sdk.model.records import Action, LabelStatus, Outcome
+from enforce_sdk.model.wire import decode
+from enforce_sdk.store_client.client import ChangesPage, LabelStoreClient
 
 from ..fixtures.store_server import StoreServerFactory, StoreServerProcess
 

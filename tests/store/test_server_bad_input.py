@@ -11,7 +11,7 @@ import httpx
 import msgpack
 import pytest
 
-from enforce_sdk._wire import decode, encode
+from enforce_sdk.model.wire import decode, encode
 
 from ..fixtures.store_server import StoreServerProcess, StoreServerStartError
 

@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from enforce_sdk import Enforcement, Label, Source, SourceType
-from enforce_sdk._store_client import LabelStoreClient
-from enforce_sdk.store._backends import open_storage
-from enforce_sdk.store._config import StoreConfig
-from enforce_sdk.store._server import start_in_thread
-from enforce_sdk.store._sqlite import SQLiteStorage
+from enforce_sdk.store.config import StoreConfig
+from enforce_sdk.store.server import start_in_thread
+from enforce_sdk.store.storage.backends import open_storage
+from enforce_sdk.store.storage.sqlite import SQLiteStorage
+from enforce_sdk.store_client.client import LabelStoreClient
 
 
 def test_sqlite_url_opens_sqlite_storage_and_creates_the_directory(tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 from kazoo.client import KazooClient
 
-from enforce_sdk._config import EnforcementConfig
-from enforce_sdk._config_source import ConfigMeta
+from enforce_sdk.config.document import EnforcementConfig
+from enforce_sdk.config.source import ConfigMeta
 
 ADMIN = "config-admin:admin-secret"
 SDK = "sdk-host:sdk-secret"
@@ -60,7 +60,7 @@ def admin_client(hosts: str) -> KazooClient:
 
 def write_around_the_cli(hosts: str, payload: bytes) -> None:
     """Set the config node's bytes straight through kazoo (no validation, no history)."""
-    from enforce_sdk._zk_layout import ConfigLayout
+    from enforce_sdk.config.zk_layout import ConfigLayout
 
     zk = admin_client(hosts)
     try:

@@ -16,11 +16,11 @@ from kazoo.exceptions import NoAuthError
 from kazoo.security import OPEN_ACL_UNSAFE, Permissions
 
 from enforce_sdk._errors import ConfigConflictError, ConfigPermissionError
-from enforce_sdk._sample import sample_labels
-from enforce_sdk._zk_admin import ZooKeeperConfigStore
-from enforce_sdk._zk_layout import ConfigLayout
 from enforce_sdk.cli import _config as cli_config
 from enforce_sdk.cli._config import config
+from enforce_sdk.config.zk_admin import ZooKeeperConfigStore
+from enforce_sdk.config.zk_layout import ConfigLayout
+from enforce_sdk.demo.sample import sample_labels
 
 from ._helpers import ADMIN, ROOT, SDK, admin_client, document, write_around_the_cli
 

@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 from enforce_sdk import Enforcement, Label, Source, SourceType
-from enforce_sdk._client import EnforcementClient
-from enforce_sdk._store_client import LabelStoreClient
-from enforce_sdk._zk_source import ZooKeeperConfigSource
 from enforce_sdk.cli._config import config
+from enforce_sdk.client.client import EnforcementClient
+from enforce_sdk.config.zk_source import ZooKeeperConfigSource
+from enforce_sdk.store_client.client import LabelStoreClient
 from tests.fixtures.store_server import StoreServerProcess
 from tests.fixtures.zookeeper import wait_for
 

@@ -17,7 +17,7 @@ from enforce_sdk._errors import (
     ConfigSourceError,
     InvalidInputError,
 )
-from enforce_sdk._zk_layout import (
+from enforce_sdk.config.zk_layout import (
     ConfigLayout,
     config_acls,
     decode_document,
@@ -126,7 +126,7 @@ def test_json_is_what_operators_see() -> None:
 
 @pytest.mark.parametrize("hosts", ["", "a:b", "h:99999"])
 def test_bad_connect_strings_are_refused_up_front(hosts: str) -> None:
-    from enforce_sdk._zk_layout import check_hosts
+    from enforce_sdk.config.zk_layout import check_hosts
 
     with pytest.raises(InvalidInputError, match="hosts"):
         check_hosts(hosts)

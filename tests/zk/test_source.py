@@ -14,9 +14,9 @@ import pytest
 from kazoo.security import Permissions
 
 from enforce_sdk._errors import ConfigError
-from enforce_sdk._zk_admin import ZooKeeperConfigStore
-from enforce_sdk._zk_layout import ConfigLayout, encode_document
-from enforce_sdk._zk_source import ZooKeeperConfigSource
+from enforce_sdk.config.zk_admin import ZooKeeperConfigStore
+from enforce_sdk.config.zk_layout import ConfigLayout, encode_document
+from enforce_sdk.config.zk_source import ZooKeeperConfigSource
 from tests.fixtures.zookeeper import TcpProxy, ZooKeeperServer, expire_session, wait_for
 
 from ._helpers import (

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from enforce_sdk._zk_layout import encode_document
-from enforce_sdk._zk_source import ZooKeeperConfigSource
+from enforce_sdk.config.zk_layout import encode_document
+from enforce_sdk.config.zk_source import ZooKeeperConfigSource
 
 from ._helpers import ROOT, Recorder, document
 
@@ -73,7 +73,7 @@ def test_unwritable_cache_is_counted_not_raised(tmp_path: Path) -> None:
 def test_source_rejections_and_origin_reach_the_client_stats_and_prometheus() -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from enforce_sdk._stats import Stats
+    from enforce_sdk.client.stats import Stats
 
     source, _ = _offline_source()
     source._offer(encode_document(document(3)), None)

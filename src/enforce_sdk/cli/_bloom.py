@@ -17,10 +17,10 @@ from typing import Any
 
 import click
 
-from .._bloom import BloomFilter
 from .._errors import InvalidInputError
-from .._keys import canonical_key
-from .._model import Label
+from ..model.keys import canonical_key
+from ..model.label import Label
+from ..native.bloom import BloomFilter
 from ._common import EXIT_REJECTED, fail, with_errors
 
 

@@ -63,8 +63,8 @@ def check(
     the store could not be read: the decision is then still printed (the
     surface's fail mode, flagged DEGRADED) and stderr says why.
     """
-    from .._client import EnforcementClient
-    from .._config import EnforcementConfig
+    from ..client.client import EnforcementClient
+    from ..config.document import EnforcementConfig
 
     document = EnforcementConfig.load(os.fspath(config_path)).to_dict()
     document["store"]["timeout"] = timeout

@@ -21,8 +21,15 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
-from .._config import EnforcementConfig
-from .._config_dryrun import (
+from .._errors import (
+    ConfigConflictError,
+    ConfigError,
+    ConfigPermissionError,
+    EnforceError,
+    StoreError,
+)
+from ..config.document import EnforcementConfig
+from ..config.dryrun import (
     DEFAULT_MAX_SHIFT,
     DEFAULT_SAMPLE_SIZE,
     DryRunReport,
@@ -31,17 +38,10 @@ from .._config_dryrun import (
     load_sample_file,
     merge_samples,
 )
-from .._errors import (
-    ConfigConflictError,
-    ConfigError,
-    ConfigPermissionError,
-    EnforceError,
-    StoreError,
-)
-from .._model import Label
-from .._store_client import LabelStoreClient
-from .._zk_admin import CurrentConfig, ZooKeeperConfigStore
-from .._zk_layout import DEFAULT_ROOT, MAX_DOCUMENT_BYTES, decode_document, encode_document
+from ..config.zk_admin import CurrentConfig, ZooKeeperConfigStore
+from ..config.zk_layout import DEFAULT_ROOT, MAX_DOCUMENT_BYTES, decode_document, encode_document
+from ..model.label import Label
+from ..store_client.client import LabelStoreClient
 from ._common import EXIT_REJECTED, EXIT_USAGE, TOKEN_ENV, URL_ENV, CliError, describe_store_error
 
 HOSTS_ENV = "ENFORCE_ZK_HOSTS"

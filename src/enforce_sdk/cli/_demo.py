@@ -1,4 +1,4 @@
-"""`enforce-sdk demo`: the guided tour of the store (see enforce_sdk._demo)."""
+"""`enforce-sdk demo`: the guided tour of the store (see enforce_sdk.demo.steps)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from ._common import translate_errors
 @click.option("--seed", type=int, default=0, show_default=True, help="Sample data seed.")
 def demo(workdir: Path | None, count: int, seed: int) -> None:
     """Start a store on SQLite, import sample labels, show what it serves, stop it."""
-    from .._demo import run_demo
+    from ..demo.steps import run_demo
 
     with translate_errors():
         raise SystemExit(run_demo(workdir=workdir, count=count, seed=seed))

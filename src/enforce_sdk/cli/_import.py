@@ -35,7 +35,7 @@ from typing import Any, BinaryIO, Literal, Protocol, cast
 import msgpack
 
 from .._errors import InvalidInputError, StoreError, StoreResponseError, StoreUnavailableError
-from .._model import SCHEMA_VERSION, Label
+from ..model.label import SCHEMA_VERSION, Label
 
 InputFormat = Literal["jsonl", "msgpack"]
 DEFAULT_CHUNK_SIZE = 500

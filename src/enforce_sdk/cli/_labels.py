@@ -15,9 +15,9 @@ from typing import Any, BinaryIO
 import click
 
 from .._errors import LabelValidationError, StoreError
-from .._keys import canonical_key
-from .._model import Label, MetadataValue, Source, format_time, parse_time
-from .._store_client import LabelStoreClient
+from ..model.keys import canonical_key
+from ..model.label import Label, MetadataValue, Source, format_time, parse_time
+from ..store_client.client import LabelStoreClient
 from ._common import (
     EXIT_REJECTED,
     EXIT_USAGE,

@@ -33,9 +33,9 @@ from ._common import EXIT_USAGE, CliError, translate_errors
 def serve(config_path: Path | None, host: str, port: int, db: Path | None,
           storage_url: str | None, log_level: str, access_log: bool) -> None:
     """Run the Label Store until Ctrl-C / SIGTERM (graceful: in-flight requests finish)."""
-    from ..store._backends import check_storage_url
-    from ..store._config import StorageSection, StoreConfig
-    from ..store._server import run
+    from ..store.config import StorageSection, StoreConfig
+    from ..store.server import run
+    from ..store.storage.backends import check_storage_url
 
     with translate_errors():
         config = StoreConfig.load(config_path)

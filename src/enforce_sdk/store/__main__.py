@@ -6,8 +6,8 @@ import argparse
 import sys
 
 from .._errors import ConfigError, InvalidInputError, StorageError
-from ._config import StoreConfig
-from ._server import run
+from .config import StoreConfig
+from .server import run
 
 
 def main(argv: list[str] | None = None) -> int:

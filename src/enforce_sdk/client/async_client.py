@@ -1,0 +1,217 @@
+"""AsyncEnforcementClient: `await check / check_many / filter`, for asyncio services.
+
+The same Decisions and semantics as EnforcementClient: both are thin faces over
+the shared I/O-free read path (client/read_path) behind the shared base
+(client/base), and this one only does the fetch with asyncio. A
+cache hit never awaits: `await client.check(...)` on a hit runs the same code
+as the sync fast path and returns without yielding to the loop.
+
+Event loops: the client may be created outside any loop (at import time, in a
+pre-fork server's master) and used inside one. Each event loop that uses it
+gets its own coalescing fetcher and its own httpx.AsyncClient (connections
+belong to the loop that opened them), created on first use; the label cache,
+config, stats and change-feed follower (a thread) are shared by all. So one
+client is safe to use from several loops, even in several threads; state of a
+loop that has closed is dropped when another loop first uses the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+from .._errors import StoreUnavailableError
+from ..config.document import StoreSettings
+from ..policy.decision import Decision
+from ..store_client.async_client import AsyncLabelStoreReader
+from .async_fetch import AsyncLabelReader, AsyncSingleFlightFetcher
+from .base import BaseEnforcementClient, apply_store_settings
+from .coalesce import DEFAULT_MAX_IN_FLIGHT, DEFAULT_WINDOW, FetchOutcome
+from .read_path import ReadPath, Related, T
+from .runtime import ConfigInput
+
+__all__ = ["AsyncEnforcementClient"]
+
+
+class _LoopState:
+    """What one event loop uses: its fetcher and the reader it sends with."""
+
+    __slots__ = ("fetcher", "reader")
+
+    def __init__(self, fetcher: AsyncSingleFlightFetcher, reader: AsyncLabelReader) -> None:
+        self.fetcher = fetcher
+        self.reader = reader
+
+class AsyncEnforcementClient(BaseEnforcementClient):
+    """Decides, per surface, whether to show entities, from labels in the Label Store (asyncio).
+
+    Safe to share between coroutines, event loops and threads, and in pre-fork
+    servers (a client created before fork() starts afresh in every child).
+    Use `async with`, or `await aclose()`.
+
+    `coalesce_window` (seconds) is how long a cache miss may wait to join a
+    batched store read while another read is in flight; `max_in_flight` caps
+    the concurrent store reads per event loop. A caller alone never waits.
+    A `store` given here (an object with `async get_many(keys)` and
+    `async aclose()`) is shared by every loop and not closed by the client.
+    """
+
+    def __init__(
+        self,
+        store_url: str,
+        config: ConfigInput,
+        *,
+        token: str | None = None,
+        store: AsyncLabelReader | None = None,
+        timer: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        follow_changes: bool | None = None,
+        feed_wait: float = 10.0,
+        coalesce_window: float = DEFAULT_WINDOW,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    ) -> None:
+        super().__init__(
+            store_url,
+            config,
+            token=token,
+            owns_store=store is None,
+            timer=timer,
+            wall_clock=wall_clock,
+            follow_changes=follow_changes,
+            feed_wait=feed_wait,
+            coalesce_window=coalesce_window,
+            max_in_flight=max_in_flight,
+        )
+        self._borrowed = store
+        self._loops_lock = threading.Lock()
+        self._loops: dict[asyncio.AbstractEventLoop, _LoopState] = {}
+        self._last: tuple[asyncio.AbstractEventLoop, AsyncSingleFlightFetcher] | None = None
+
+    # -- public API ------------------------------------------------------------
+
+    async def check(self, entity: str, surface: str, related: Related | None = None) -> Decision:
+        """The decision for one entity on one surface."""
+        decision = self._core.cached(entity, surface, related)
+        if decision is None:
+            related_page = None if related is None else (related,)
+            decision = (await self._decide(surface, (entity,), related_page))[0]
+        return decision
+
+    async def check_many(
+        self,
+        entities: Iterable[str],
+        surface: str,
+        related: Iterable[Related | None] | None = None,
+    ) -> list[Decision]:
+        """Decisions for a page of entities, in order, with at most one store round trip.
+
+        `entities` and `related` may be any iterables (a generator is read once);
+        `related`, if given, has one entry (a mapping or None) per entity.
+        """
+        return await self._decide(surface, entities, related)
+
+    async def filter(
+        self,
+        items: Iterable[T],
+        surface: str,
+        *,
+        key: Callable[[T], str] = str,
+        related: Callable[[T], Related | None] | None = None,
+    ) -> list[T]:
+        """The items visible on the surface, in order (one store round trip at most)."""
+        page, keys, rel = ReadPath.page(items, key, related)
+        return ReadPath.visible(page, await self._decide(surface, keys, rel))
+
+    async def aclose(self) -> None:
+        """Stop the follower, cancel reads in flight, close this loop's connections.
+
+        Connections of other loops still running are closed on their own loop;
+        those of loops already closed are dropped.
+        """
+        if not self._core.closed:
+            await asyncio.to_thread(self._core.close)
+        with self._loops_lock:
+            states, self._loops, self._last = self._loops, {}, None
+        current = asyncio.get_running_loop()
+        for loop, state in states.items():
+            if loop is current:
+                await self._close_state(state)
+            elif loop.is_running():
+                asyncio.run_coroutine_threadsafe(self._close_state(state), loop)
+
+    async def __aenter__(self) -> AsyncEnforcementClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def _reset_connections(self) -> None:
+        # the parent's per-loop fetchers and connections are abandoned, not closed
+        self._loops_lock = threading.Lock()
+        self._loops = {}
+        self._last = None
+
+    # -- the I/O ---------------------------------------------------------------
+
+    async def _decide(
+        self, surface: str, entities: Iterable[str], related: Iterable[Related | None] | None
+    ) -> list[Decision]:
+        core = self._core
+        batch = core.begin(surface, entities, related)
+        outcome: FetchOutcome | Exception | None = None
+        if batch.missing:
+            try:
+                outcome = await self._fetcher().fetch(batch.missing)
+            except Exception as exc:  # a bug below: answered by fail mode in finish()
+                outcome = exc
+        return core.finish(batch, outcome)
+
+    def _fetcher(self) -> AsyncSingleFlightFetcher:
+        """The running loop's fetcher, made on the loop's first miss."""
+        loop = asyncio.get_running_loop()
+        last = self._last
+        if last is not None and last[0] is loop:
+            return last[1]
+        with self._loops_lock:
+            state = self._loops.get(loop)
+            if state is None:
+                state = self._new_state(loop)
+            self._last = (loop, state.fetcher)
+        return state.fetcher
+
+    def _new_state(self, loop: asyncio.AbstractEventLoop) -> _LoopState:
+        if self._core.closed:
+            raise StoreUnavailableError("the client is closed")
+        for old in [lp for lp in self._loops if lp.is_closed()]:
+            del self._loops[old]  # its connections died with the loop
+        settings = self._core.config.store
+        reader: AsyncLabelReader = self._borrowed or AsyncLabelStoreReader(
+            self._store_url,
+            token=self._token,
+            timeout=settings.timeout,
+            max_batch_keys=settings.max_batch_keys,
+        )
+        fetcher = AsyncSingleFlightFetcher(
+            reader.get_many, self._core.cache, self._core.stats, loop=loop,
+            **self._fetcher_settings(),
+        )
+        state = self._loops[loop] = _LoopState(fetcher, reader)
+        return state
+
+    async def _close_state(self, state: _LoopState) -> None:
+        await state.fetcher.aclose()
+        if self._borrowed is None:
+            await state.reader.aclose()
+
+    def _on_store_settings(self, settings: StoreSettings) -> None:
+        """Apply a swapped config's store settings to every loop's fetcher and reader."""
+        with self._loops_lock:
+            states = list(self._loops.values())
+        for state in states:
+            reader = state.reader
+            if self._borrowed is None and isinstance(reader, AsyncLabelStoreReader):
+                reader.max_batch_keys = settings.max_batch_keys
+                reader.timeout = settings.timeout
+            apply_store_settings(state.fetcher, settings)

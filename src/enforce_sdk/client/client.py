@@ -1,0 +1,157 @@
+"""EnforcementClient: check, check_many and filter, answered in-process (threads).
+
+Read path per item: canonical key -> label cache -> (misses) one batched store
+fetch -> the surface's selector and resolver -> Decision. Everything but the
+fetch is the shared I/O-free read path (client/read_path) behind the shared
+base (client/base); this face does the I/O with threads: a
+`SingleFlightFetcher` merges concurrent misses into batched reads (client/fetch).
+The serving contract: misuse by the caller (unknown surface, malformed key)
+raises at once; anything else that goes wrong (store down, timeout, garbage, a
+bug) is answered by the surface's fail mode, flagged `degraded`, logged and
+counted: never raised.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from ..config.document import StoreSettings
+from ..policy.decision import Decision
+from ..store_client.client import LabelStoreClient
+from .base import BaseEnforcementClient, apply_store_settings
+from .coalesce import DEFAULT_MAX_IN_FLIGHT, DEFAULT_WINDOW, FetchOutcome
+from .fetch import LabelReader, SingleFlightFetcher
+from .read_path import MEMO_SECONDS, ReadPath, Related, T
+from .runtime import ConfigInput
+
+__all__ = ["MEMO_SECONDS", "EnforcementClient"]
+
+
+class EnforcementClient(BaseEnforcementClient):
+    """Decides, per surface, whether to show entities, from labels in the Label Store.
+
+    Thread-safe, and safe in pre-fork servers: a client created before fork()
+    re-creates its connections, locks and follower thread in every child.
+    Use as a context manager, or call close().
+
+    `coalesce_window` (seconds) is how long a cache miss may wait to join a
+    batched store read while another read is in flight; `max_in_flight` caps
+    this client's concurrent store reads. A caller alone never waits.
+    """
+
+    def __init__(
+        self,
+        store_url: str,
+        config: ConfigInput,
+        *,
+        token: str | None = None,
+        store: LabelReader | None = None,
+        timer: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        follow_changes: bool | None = None,
+        feed_wait: float = 10.0,
+        coalesce_window: float = DEFAULT_WINDOW,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    ) -> None:
+        super().__init__(
+            store_url,
+            config,
+            token=token,
+            owns_store=store is None,
+            timer=timer,
+            wall_clock=wall_clock,
+            follow_changes=follow_changes,
+            feed_wait=feed_wait,
+            coalesce_window=coalesce_window,
+            max_in_flight=max_in_flight,
+        )
+        self._owns_store = store is None
+        self._store: LabelReader = store or self._open_store()
+        core = self._core
+        self._fetcher = SingleFlightFetcher(
+            self._store.get_many, core.cache, core.stats, **self._fetcher_settings()
+        )
+
+    def _open_store(self) -> LabelStoreClient:
+        settings = self._core.config.store
+        return LabelStoreClient(
+            self._store_url,
+            token=self._token,
+            timeout=settings.timeout,
+            max_batch_keys=settings.max_batch_keys,
+        )
+
+    def _on_store_settings(self, settings: StoreSettings) -> None:
+        store = self._store
+        if self._owns_store and isinstance(store, LabelStoreClient):
+            store.timeout = settings.timeout  # read by every request as it starts
+            store.max_batch_keys = settings.max_batch_keys
+        apply_store_settings(self._fetcher, settings)
+
+    # -- public API ------------------------------------------------------------
+
+    def check(self, entity: str, surface: str, related: Related | None = None) -> Decision:
+        """The decision for one entity on one surface."""
+        decision = self._core.cached(entity, surface, related)
+        if decision is None:
+            decision = self._decide(surface, (entity,), None if related is None else (related,))[0]
+        return decision
+
+    def check_many(
+        self,
+        entities: Iterable[str],
+        surface: str,
+        related: Iterable[Related | None] | None = None,
+    ) -> list[Decision]:
+        """Decisions for a page of entities, in order, with at most one store round trip.
+
+        `entities` and `related` may be any iterables (a generator is read once);
+        `related`, if given, has one entry (a mapping or None) per entity.
+        """
+        return self._decide(surface, entities, related)
+
+    def filter(
+        self,
+        items: Iterable[T],
+        surface: str,
+        *,
+        key: Callable[[T], str] = str,
+        related: Callable[[T], Related | None] | None = None,
+    ) -> list[T]:
+        """The items visible on the surface, in order (one store round trip at most)."""
+        page, keys, rel = ReadPath.page(items, key, related)
+        return ReadPath.visible(page, self._decide(surface, keys, rel))
+
+    def close(self) -> None:
+        if not self._core.close():
+            return
+        if self._owns_store:
+            self._store.close()
+
+    def __enter__(self) -> EnforcementClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _reset_connections(self) -> None:
+        if self._owns_store and not self._core.closed:
+            # the parent's pool shares sockets with the parent, and its lock may be held
+            self._store = self._open_store()
+        self._fetcher.after_fork(self._store.get_many)
+
+    # -- the I/O ---------------------------------------------------------------
+
+    def _decide(
+        self, surface: str, entities: Iterable[str], related: Iterable[Related | None] | None
+    ) -> list[Decision]:
+        core = self._core
+        batch = core.begin(surface, entities, related)
+        outcome: FetchOutcome | Exception | None = None
+        if batch.missing:
+            try:
+                outcome = self._fetcher.fetch(batch.missing)
+            except Exception as exc:  # a bug below: answered by fail mode in finish()
+                outcome = exc
+        return core.finish(batch, outcome)

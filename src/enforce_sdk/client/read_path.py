@@ -1,0 +1,580 @@
+"""The I/O-free read path both client faces share: a page in, Decisions out.
+
+A check runs in three steps, and only the middle one does I/O, which is all a
+client face (`EnforcementClient` with threads, `AsyncEnforcementClient` with
+asyncio) writes itself:
+
+    batch = core.begin(surface, entities, related)   # validate, cache lookups
+    outcome = fetch(batch.missing)                   # the face's I/O, if anything missed
+    decisions = core.finish(batch, outcome)          # selector, resolver, fail modes, stale
+
+`cached()` is the check() fast path: a raw key with a fresh cache entry, or one
+the bloom precheck says is surely unlabeled, is answered without allocating a
+batch (and, in the async face, without awaiting).
+
+What is I/O-free here: everything in this module. It opens no connection,
+starts no thread, touches no ZooKeeper and imports nothing that does (an
+import-rule test holds it). It reads state the runtime (client/runtime) owns
+and swaps: the applied config, the label cache, the bloom gate's filter. The
+serving contract lives here: misuse (unknown surface, malformed key) raises
+from begin() before any I/O; anything else that goes wrong is answered by the
+surface's fail mode, flagged `degraded`, logged and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from .._errors import (
+    EnforceError,
+    EntityKeyError,
+    InvalidInputError,
+    StoreUnavailableError,
+    UnknownSurfaceError,
+)
+from ..model.keys import CANONICAL_RE, canonical_key, is_canonical
+from ..model.label import Label
+from ..native.bloom import BloomFilter, surely_unlabeled
+from ..policy.decision import Decision
+from ..policy.links import KIND_OF_ALIAS, check_related, related_key
+from ..policy.resolver import Resolver
+from ..policy.surface import SurfaceConfig
+from .cache import Entry, LabelCache, Labels
+from .coalesce import FetchFailedError
+from .stats import Stats
+
+if TYPE_CHECKING:
+    from ..config.document import EnforcementConfig
+    from ..config.source import ConfigMeta
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+MEMO_SECONDS = 1.0  # how long a labeled entity's decision is reused (see _resolve_cached)
+Related = Mapping[str, str]
+
+
+class FetchResult(Protocol):
+    """What a face's fetch returns (FetchOutcome)."""
+
+    @property
+    def labels(self) -> Mapping[str, Labels]: ...
+
+    @property
+    def error(self) -> EnforceError | None: ...
+
+
+class Applied:
+    """One applied config and what is derived from it; swapped as a single reference."""
+
+    __slots__ = ("config", "meta", "surfaces")
+
+    def __init__(self, config: EnforcementConfig, meta: ConfigMeta) -> None:
+        self.config = config
+        self.meta = meta
+        # one dict lookup on the hot path yields the surface and its compiled resolver
+        self.surfaces: dict[str, _Surface] = {
+            name: _Surface(surf, config.resolvers[name]) for name, surf in config.surfaces.items()
+        }
+
+
+class _Surface:
+    __slots__ = ("bloom_trust", "fail_mode", "hide_from", "name", "related", "resolver",
+                 "visible_stub")
+
+    def __init__(self, surf: SurfaceConfig, resolver: Resolver) -> None:
+        self.name = surf.name
+        self.bloom_trust = surf.on_bloom_stale == "trust"  # keep trusting a stale filter
+        self.related = surf.related
+        self.fail_mode = surf.fail_mode
+        self.hide_from = surf.hide_from
+        self.resolver = resolver
+        # what filter() reads of a surely-unlabeled item's decision: only `visible`
+        self.visible_stub = resolver.allow("")
+
+
+class Batch:
+    """One check/check_many call between its cache lookups and its decisions.
+
+    `missing` lists the canonical keys the face must fetch (empty: no I/O needed).
+    """
+
+    __slots__ = ("bloomed", "found", "items", "missing", "now", "out", "slow", "surf", "t0")
+
+    def __init__(self, surf: _Surface, t0: int, out: list[Decision | None]) -> None:
+        self.surf = surf
+        self.t0 = t0
+        self.out = out
+        self.slow: list[int] = []  # indexes of out still undecided
+        self.items: list[tuple[str, dict[str, str]]] = []  # (canonical key, related keys) per slow
+        self.found: dict[str, Labels] = {}
+        self.missing: list[str] = []
+        self.now = 0.0
+        self.bloomed: set[str] | None = None  # keys answered by a stale (trusted) bloom filter
+
+
+class Gate(Protocol):
+    """What the read path reads of the bloom gate (client/bloom_gate.BloomGate)."""
+
+    @property
+    def bloom(self) -> BloomFilter | None: ...
+
+    def stale(self) -> bool: ...
+
+
+class ReadPath:
+    """The I/O-free read path of one client over the state its runtime owns.
+
+    Thread-safe: the cache reads lock-free, config swaps are atomic reference swaps.
+    """
+
+    stats: Stats
+    cache: LabelCache
+    bloom_gate: Gate | None
+    _applied: Applied
+    _timer: Callable[[], float]
+    _wall: Callable[[], float]
+
+    @property
+    def config(self) -> EnforcementConfig:
+        return self._applied.config
+
+    @property
+    def config_meta(self) -> ConfigMeta:
+        return self._applied.meta
+
+    # -- the read path --------------------------------------------------------
+
+    def cached(self, entity: str, surface: str, related: Related | None) -> Decision | None:
+        """check()'s fast path: the decision if `entity` is a fresh cached raw key, else None.
+
+        A raw key found in the cache is canonical (only canonical keys are stored),
+        so this skips canonical_key. Raises UnknownSurfaceError.
+        """
+        stats = self.stats
+        t0 = stats.clock_ns()
+        try:
+            surf = self._applied.surfaces.get(surface)
+        except TypeError:  # unhashable: no cost on the hot path, unlike a type check
+            raise self._unknown_surface(surface) from None
+        if surf is None:
+            raise self._unknown_surface(surface)
+        # `related` on a surface without links is validated, then ignored
+        if related is None or (not surf.related and check_related(related, 0)):
+            gate = self.bloom_gate
+            if gate is not None and type(entity) is str:
+                bloom = gate.bloom
+                if bloom is not None and not bloom.contains(entity):
+                    decision = self._bloom_allow(gate, surf, entity)
+                    if decision is not None:
+                        stats.check_latency.record(stats.clock_ns() - t0)
+                        return decision
+            entry = self.cache._entries.get(entity) if type(entity) is str else None
+            if entry is not None and entry[1] > self._timer():
+                stats.checks += 1
+                stats.cache_hits += 1
+                if not entry[0]:
+                    stats.negative_hits += 1
+                    decision = surf.resolver.allow(entity)
+                else:
+                    decision = self._resolve_cached(surf, entity, entry)
+                stats.check_latency.record(stats.clock_ns() - t0)
+                return decision
+        return None
+
+    def _bloom_allow(self, gate: Gate, surf: _Surface, raw: str) -> Decision | None:
+        """The decision for a raw key absent from the filter, or None to take the normal path.
+
+        Absent as sent is conclusive only for a canonical key (the filter holds canonical
+        keys); a malformed key is left to the normal path, which raises.
+        """
+        stale = gate.stale()
+        if stale and not surf.bloom_trust:
+            return None
+        key = raw
+        if not _canonical_raw(raw) and not is_canonical(raw):
+            try:
+                key = canonical_key(raw)
+            except EntityKeyError:
+                return None
+            bloom = gate.bloom
+            if bloom is None or bloom.contains(key):
+                return None
+        stats = self.stats
+        stats.checks += 1
+        stats.bloom_negatives += 1
+        decision = surf.resolver.allow(key)
+        if stale:
+            stats.degraded += 1
+            decision = decision.degrade("bloom_stale")
+        return decision
+
+    def begin(
+        self, surface: str, entities: Iterable[str], related: Iterable[Related | None] | None
+    ) -> Batch:
+        """Validate a page and answer what the cache can; `batch.missing` is left to fetch.
+
+        `entities` and `related` may be any iterables (read once). Misuse (unknown
+        surface, bad keys, bad related) raises here, before any I/O.
+        """
+        stats = self.stats
+        t0 = stats.clock_ns()
+        try:
+            surf = self._applied.surfaces.get(surface)
+        except TypeError:  # unhashable
+            raise self._unknown_surface(surface) from None
+        if surf is None:
+            raise self._unknown_surface(surface)
+        keys: Sequence[str] = (
+            entities
+            if type(entities) is tuple or isinstance(entities, list)
+            else _materialise(entities, "entities")
+        )
+        rels = None if related is None else _related_page(related, len(keys))
+        stats.checks += len(keys)
+        out: list[Decision | None] = [None] * len(keys)
+        batch = Batch(surf, t0, out)
+        links = bool(surf.related) and rels is not None
+        todo: Iterable[int] = range(len(keys))
+        gate = self.bloom_gate
+        if gate is not None and not links and gate.bloom is not None:
+            # Fastest path: the page's raw keys through the filter in one C call.
+            absent = self._precheck_page(gate, batch, keys, type(keys) is _FilterKeys)
+            if absent:
+                skip = set(absent)
+                todo = [i for i in todo if i not in skip]
+        # Fast path: an item with no links whose raw key has a fresh cache entry.
+        entries = self.cache._entries
+        now = self._timer()
+        slow = batch.slow
+        allow = surf.resolver.allow
+        hits = negatives = 0
+        for i in todo:
+            raw = keys[i]
+            entry = entries.get(raw) if type(raw) is str else None
+            if entry is None or entry[1] <= now or (links and rels[i]):  # type: ignore[index]
+                slow.append(i)
+            elif entry[0]:
+                hits += 1
+                out[i] = self._resolve_cached(surf, raw, entry)
+            else:
+                hits += 1
+                negatives += 1
+                out[i] = allow(raw)
+        stats.cache_hits += hits
+        stats.negative_hits += negatives
+        if slow:
+            items = batch.items
+            for i in slow:
+                try:
+                    key = canonical_key(keys[i])
+                    rel = self._related_keys(surf, None if rels is None else rels[i])
+                except EntityKeyError as exc:
+                    raise EntityKeyError(f"item {i}: {exc.problem}", field=exc.field) from exc
+                items.append((key, rel))
+            try:
+                self._lookup(batch)
+            except Exception as exc:  # the serving contract: never raise into the request path
+                self._crashed(batch, exc)
+        return batch
+
+    def _precheck_page(
+        self, gate: Gate, batch: Batch, entities: Sequence[str], stub: bool
+    ) -> list[int]:
+        """Decide the page's surely-unlabeled raw keys in `batch.out`; returns their indexes.
+
+        With `stub` (a filter() page) they get the surface's shared visible decision:
+        filter() reads nothing but `visible`, so no Decision is built per item.
+        """
+        surf = batch.surf
+        bloom = gate.bloom
+        stale = gate.stale()
+        if bloom is None or (stale and not surf.bloom_trust):
+            return []
+        absent = surely_unlabeled(bloom, entities)
+        if not absent:
+            return []
+        stats = self.stats
+        stats.bloom_negatives += len(absent)
+        out = batch.out
+        if stub:
+            visible = surf.visible_stub
+            for i in absent:
+                out[i] = visible
+        else:
+            allow = surf.resolver.allow
+            for i in absent:
+                out[i] = allow(entities[i])
+        if stale:
+            stats.degraded += len(absent)
+            if not stub:
+                for i in absent:
+                    out[i] = allow(entities[i]).degrade("bloom_stale")
+        return absent
+
+    def finish(self, batch: Batch, outcome: FetchResult | Exception | None) -> list[Decision]:
+        """The decisions of a batch, given what the face fetched for `batch.missing`.
+
+        `outcome` is the fetch result, None when nothing was fetched, or the
+        exception the fetch raised (a bug below: answered by fail mode).
+        """
+        if batch.items:
+            if isinstance(outcome, Exception):
+                self._crashed(batch, outcome)
+            else:
+                try:
+                    self._decide_items(batch, outcome)
+                except Exception as exc:
+                    self._crashed(batch, exc)
+        stats = self.stats
+        stats.check_latency.record(stats.clock_ns() - batch.t0)
+        return batch.out  # type: ignore[return-value]
+
+    # -- filter's page handling ------------------------------------------------
+
+    @staticmethod
+    def page(
+        items: Iterable[T], key: Callable[[T], str], related: Callable[[T], Related | None] | None
+    ) -> tuple[list[T], list[str], list[Related | None] | None]:
+        """filter()'s input as check_many arguments: the items, their keys, their links."""
+        page = list(items)
+        keys = _FilterKeys([key(item) for item in page])
+        rel = None if related is None else [related(item) for item in page]
+        return page, keys, rel
+
+    @staticmethod
+    def visible(page: list[T], decisions: Sequence[Decision]) -> list[T]:
+        return [item for item, decision in zip(page, decisions, strict=True) if decision.visible]
+
+    # -- internals -------------------------------------------------------------
+
+    def _unknown_surface(self, surface: object) -> UnknownSurfaceError:
+        known = ", ".join(sorted(self._applied.surfaces))
+        if not isinstance(surface, str):
+            return UnknownSurfaceError(
+                f"must be a surface name (str), got {type(surface).__name__} {surface!r} "
+                f"(configured: {known})",
+                field="surface",
+            )
+        return UnknownSurfaceError(
+            f"unknown surface {surface!r} (configured: {known})", field="surface"
+        )
+
+    @staticmethod
+    def _related_keys(surf: _Surface, related: Related | None) -> dict[str, str]:
+        """Canonical keys of the related entities the surface takes into account.
+
+        `related` was validated by check_related (a mapping of known link kinds).
+        """
+        if not related:
+            return {}
+        out: dict[str, str] = {}
+        for kind, value in related.items():
+            kind = KIND_OF_ALIAS.get(kind, kind)
+            if kind not in surf.related or value is None:
+                continue  # a known kind this surface does not count
+            out[kind] = related_key(kind, value)
+        return out
+
+    def _lookup(self, batch: Batch) -> None:
+        """Cache lookups for the canonical keys of the slow items; misses go to batch.missing.
+
+        This is the one place every canonical key passes before I/O: the bloom
+        precheck (one contains_many call for the batch) answers a surely-unlabeled
+        key with `found[k] = ()` and no fetch; with a stale filter trusted by the
+        surface, such keys are noted in `batch.bloomed` to flag their decisions.
+        """
+        stats = self.stats
+        batch.now = now = self._timer()
+        entries = self.cache._entries
+        found, missing = batch.found, batch.missing
+        seen: dict[str, None] = {}
+        for key, rel in batch.items:
+            seen[key] = None
+            for k in rel.values():
+                seen[k] = None
+        keys: list[str] = list(seen)
+        gate = self.bloom_gate
+        bloom = None if gate is None else gate.bloom
+        if gate is not None and bloom is not None:
+            stale = gate.stale()
+            if not stale or batch.surf.bloom_trust:
+                mask = bloom.contains_many(keys).tolist()
+                negatives = [k for k, present in zip(keys, mask, strict=True) if not present]
+                if negatives:
+                    stats.bloom_negatives += len(negatives)
+                    for k in negatives:
+                        found[k] = ()
+                    if stale:
+                        batch.bloomed = set(negatives)
+                    keys = [k for k, present in zip(keys, mask, strict=True) if present]
+        for k in keys:
+            entry = entries.get(k)
+            if entry is not None and entry[1] > now:
+                stats.cache_hits += 1
+                if not entry[0]:
+                    stats.negative_hits += 1
+                found[k] = entry[0]
+            else:
+                stats.cache_misses += 1
+                missing.append(k)
+
+    def _decide_items(self, batch: Batch, outcome: FetchResult | None) -> None:
+        stats = self.stats
+        surf, found, now = batch.surf, batch.found, batch.now
+        error: EnforceError | None = None
+        problem: tuple[str, str] | None = None
+        if outcome is not None:
+            found.update(outcome.labels)
+            error = outcome.error
+            if error is not None:
+                log.warning("label fetch failed for %d keys: %s", len(batch.missing), error)
+        wall = self._wall()
+        out = batch.out
+        for i, (key, rel) in zip(batch.slow, batch.items, strict=True):
+            keys = (key, *rel.values())
+            absent = [k for k in keys if k not in found]
+            if not absent:
+                labels = {k: found[k] for k in keys if found[k]}
+                decision = self._resolve_safely(surf, key, labels, rel, wall)
+                bloomed = batch.bloomed
+                if bloomed is not None and not bloomed.isdisjoint(keys):
+                    stats.degraded += 1
+                    decision = decision.degrade("bloom_stale")
+                out[i] = decision
+                continue
+            # Some labels could not be fetched: serve stale entries if all are within bound.
+            problem = problem or _store_problem(error)
+            stale = {k: self.cache.get_stale(k, now) for k in absent}
+            if all(v is not None for v in stale.values()):
+                stats.stale_served += 1
+                stats.degraded += 1
+                labels = {
+                    k: v
+                    for k, v in {**{k: found[k] for k in keys if k in found}, **stale}.items()
+                    if v
+                }
+                out[i] = self._resolve_safely(surf, key, labels, rel, wall).degrade(
+                    f"stale: {problem[0]} ({problem[1]})"
+                )
+            else:
+                out[i] = self._fail(surf, key, f"{problem[0]}: {problem[1]}")
+        batch.items = []
+
+    def _crashed(self, batch: Batch, exc: Exception) -> None:
+        """An unexpected failure: every undecided item is answered by the fail mode."""
+        surf = batch.surf
+        self.stats.internal_errors += 1
+        log.error(
+            "enforcement check failed; answering by fail mode %s",
+            surf.fail_mode,
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
+        for i, (key, _) in zip(batch.slow, batch.items, strict=True):
+            batch.out[i] = self._fail(surf, key, f"error: {exc!r}")
+        batch.items = []
+
+    def _resolve_cached(self, surf: _Surface, key: str, entry: Entry) -> Decision:
+        """Resolve an entity with no links from its cache entry, reusing a recent decision.
+
+        Every label on a surface decays by the same factor, so the ranking cannot
+        change while the set of labels is fixed; the set changes only when a label
+        expires (or crosses an `age` bound of the selector). A decision is reused
+        for at most MEMO_SECONDS and never past the next expiry; its causes' scores
+        are at most that old.
+        """
+        memo = entry[3]
+        wall = self._wall()
+        if memo is not None:
+            hit = memo.get(surf)
+            if hit is not None and hit[1] > wall:
+                return hit[0]  # type: ignore[no-any-return]
+        decision = self._resolve_safely(surf, key, {key: entry[0]}, _EMPTY, wall)
+        if memo is not None and not decision.degraded:
+            until = wall + MEMO_SECONDS
+            for label in entry[0]:
+                if label.expires_at is not None:
+                    until = min(until, label.expires_at.timestamp())
+            memo[surf] = (decision, until)
+        return decision
+
+    def _resolve_safely(
+        self,
+        surf: _Surface,
+        key: str,
+        labels: Mapping[str, Sequence[Label]],
+        related: Mapping[str, str],
+        wall: float,
+    ) -> Decision:
+        try:
+            return surf.resolver.resolve(key, labels, related, wall)
+        except Exception as exc:
+            self.stats.internal_errors += 1
+            log.exception("resolver failed for %s on %s", key, surf.name)
+            return self._fail(surf, key, f"error: {exc!r}")
+
+    def _fail(self, surf: _Surface, key: str, reason: str) -> Decision:
+        self.stats.degraded += 1
+        if surf.fail_mode == "closed":
+            self.stats.fail_closed += 1
+        else:
+            self.stats.fail_open += 1
+        return surf.resolver.fail(key, reason)
+
+
+
+_EMPTY: Mapping[str, Any] = {}
+_canonical_raw = CANONICAL_RE.fullmatch  # the common case of is_canonical, without a call
+
+
+class _FilterKeys(list[str]):
+    """The keys of a filter() page (from `page`): begin() may answer them with a shared stub."""
+
+    __slots__ = ()
+
+
+
+
+def _related_page(related: Iterable[Related | None], count: int) -> Sequence[Related | None]:
+    """A page's `related` as a sequence of `count` validated entries (None or a mapping)."""
+    if type(related) is not tuple and not isinstance(related, list):
+        related = _materialise(related, "related")
+    if len(related) != count:
+        raise InvalidInputError(
+            f"has {len(related)} entries for {count} entities", field="related"
+        )
+    for i, rel in enumerate(related):
+        if rel is not None:
+            check_related(rel, i)
+    return related
+
+
+def _materialise(values: object, field: str) -> list[Any]:
+    """Any iterable as a list (read once); a lone str or a non-iterable is misuse."""
+    if isinstance(values, str | bytes | Mapping):
+        raise InvalidInputError(
+            f"must be an iterable of entries, one per entity, got one {type(values).__name__}"
+            + (" (use check() for a single key)" if field == "entities" else ""),
+            field=field,
+        )
+    if not isinstance(values, Iterable):
+        raise InvalidInputError(f"must be an iterable, got {type(values).__name__}", field=field)
+    return list(values)
+
+
+def _store_problem(error: EnforceError | None) -> tuple[str, str]:
+    """Why labels could not be had: ("store unreachable" or "store error", the error).
+
+    Unreachable: a transport failure or a timeout. Store error: the store
+    answered, but with an error status or data that does not parse (and
+    whatever else the fetcher wrapped: a reader that raised something else).
+    """
+    if isinstance(error, StoreUnavailableError) and not isinstance(error, FetchFailedError):
+        return "store unreachable", str(error)
+    if error is None:
+        return "store error", "no answer for the key"
+    return "store error", str(error)
+
+

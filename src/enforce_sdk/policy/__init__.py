@@ -1,0 +1,1 @@
+"""src/enforce_sdk/policy."""

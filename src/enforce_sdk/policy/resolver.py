@@ -1,0 +1,243 @@
+"""The resolver: turns an entity's labels (and its linked entities') into one Decision.
+
+Per surface, for each entity key separately:
+
+1. drop labels past `expires_at` and labels the surface's selector does not take;
+2. score each: weight(source system) x 2^(-age / half_life), age = now - created_at
+   (0 for a label dated in the future);
+3. rank: human before automated (when `human_over_automated`), then score, then
+   severity, then recency (then source key, so the order is total);
+4. the top label wins, except that a human `allow` from a source of weight > 0
+   created after every negative label (an upheld appeal) wins over them.
+
+Linked entities (image, domain, creator, ...) are resolved the same way; a
+link's winner counts only if the surface lists that link kind and the winner's
+enforcement is at least the configured minimum. The final winner is the most
+severe of the item's own winner and the counted link winners (the item's own
+label first at equal severity, then score, then recency). docs/resolver.md has
+worked examples; tests/sdk/test_resolver.py checks the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Final, NamedTuple
+
+from ..model.label import Enforcement, Label, SourceType
+from .decision import Cause, Decision, clear_decision_type, make_decision, new_clear
+from .surface import FailMode
+
+if TYPE_CHECKING:
+    from .surface import SurfaceConfig
+
+_ALLOW: Final = Enforcement.ALLOW
+_HUMAN: Final = SourceType.HUMAN
+_exp2: Final = math.exp2
+_new: Final = object.__new__
+_set_entity: Final = Decision.__dict__["entity"].__set__
+
+
+# A scored label is a plain tuple, so a list of them sorts without a key function:
+# (tier, score, severity, created, system, type, name, -index, label, weight, age).
+# Everything up to -index is the ranking; -index makes it total and stable.
+_Scored = tuple[int, float, Enforcement, float, str, SourceType, str, int, Label, float, float]
+_SCORE: Final = 1
+_CREATED: Final = 3
+_LABEL: Final = 8
+_WEIGHT: Final = 9
+_AGE: Final = 10
+
+
+class _Group(NamedTuple):
+    entity: str
+    relation: str | None
+    scored: list[_Scored]  # best first
+    winner: _Scored
+    counted: bool
+
+
+class Resolver:
+    """Resolves labels into Decisions for one surface. Immutable and thread-safe."""
+
+    __slots__ = (
+        "_clear_cls",
+        "_default_weight",
+        "_fail_mode",
+        "_half_life",
+        "_hide_from",
+        "_hoa",
+        "_match",
+        "_related",
+        "_weights",
+        "config",
+        "surface",
+    )
+
+    def __init__(self, config: SurfaceConfig) -> None:
+        self.config = config
+        self.surface = config.name
+        self._match = None if config.selector.matches_all else config.selector.predicate
+        self._weights = dict(config.weights)
+        self._default_weight = config.default_weight
+        self._half_life = config.half_life
+        self._hoa = config.human_over_automated
+        self._hide_from = config.hide_from
+        self._fail_mode: FailMode = config.fail_mode
+        self._related = dict(config.related)  # kind -> minimum; insertion order is config order
+        self._clear_cls = clear_decision_type(config.name)
+
+    # ------------------------------------------------------------------ fast answers
+
+    def allow(self, entity: str) -> Decision:
+        """The decision for an entity known to have no labels (e.g. a bloom negative)."""
+        return new_clear(self._clear_cls, entity)
+
+    def fail(self, entity: str, reason: str, mode: FailMode | None = None) -> Decision:
+        """A degraded decision per the surface's fail mode (or `mode`), recording `reason`."""
+        return Decision.fail(entity, self.surface, mode or self._fail_mode, reason,
+                             hide_from=self._hide_from)
+
+    def is_visible(self, enforcement: Enforcement) -> bool:
+        return enforcement < self._hide_from
+
+    # ------------------------------------------------------------------ resolve
+
+    def resolve(
+        self,
+        entity: str,
+        labels: Mapping[str, Sequence[Label]],
+        related: Mapping[str, str],
+        now: float,
+    ) -> Decision:
+        """Decide for `entity` (canonical key) on this surface.
+
+        `labels` maps entity keys (the item's and its linked entities') to their
+        raw labels; `related` maps link kind ("domain", "image", "creator",
+        "board") to the linked entity's canonical key; kinds the surface does not
+        list are ignored. `now` is epoch seconds.
+        """
+        own = labels.get(entity)
+        if not own:
+            if not related:
+                d = _new(self._clear_cls)
+                _set_entity(d, entity)
+                return d
+            rel = self._related
+            for kind, key in related.items():
+                if kind in rel and labels.get(key):
+                    break
+            else:
+                d = _new(self._clear_cls)
+                _set_entity(d, entity)
+                return d
+        return self._resolve_labeled(entity, own or (), labels, related, now)
+
+    def _resolve_labeled(
+        self,
+        entity: str,
+        own: Sequence[Label],
+        labels: Mapping[str, Sequence[Label]],
+        related: Mapping[str, str],
+        now: float,
+    ) -> Decision:
+        own_scored = self._score(own, now) if own else []
+        links: list[_Group] = []
+        if related:
+            seen = {entity}
+            for kind, minimum in self._related.items():
+                key = related.get(kind)
+                if key is None or key in seen:
+                    continue
+                seen.add(key)
+                linked = labels.get(key)
+                scored = self._score(linked, now) if linked else None
+                if scored:
+                    win = _winner(scored)
+                    links.append(_Group(key, kind, scored, win, win[_LABEL].enforcement >= minimum))
+        if not links:  # the common labeled case: only the item's own labels
+            if not own_scored:
+                return new_clear(self._clear_cls, entity)
+            won = _winner(own_scored)
+            label = won[_LABEL]
+            causes = tuple([
+                Cause(entity, None, s[_LABEL], s[_SCORE], s[_WEIGHT], s[_AGE], True, s is won)
+                for s in own_scored
+            ])
+            return make_decision(entity, self.surface, label.enforcement,
+                                 label.enforcement < self._hide_from, label, entity,
+                                 label.reason, causes)
+        groups = links
+        if own_scored:
+            groups = [_Group(entity, None, own_scored, _winner(own_scored), True), *links]
+        # Most severe wins; at equal severity the item's own label, then score, then recency.
+        best = max(
+            (g for g in groups if g.counted),
+            key=lambda g: (g.winner[_LABEL].enforcement, g.relation is None,
+                           g.winner[_SCORE], g.winner[_CREATED]),
+            default=None,
+        )
+        won_or_none = None if best is None else best.winner
+        causes = tuple([
+            Cause(g.entity, g.relation, s[_LABEL], s[_SCORE], s[_WEIGHT], s[_AGE], g.counted,
+                  s is won_or_none)
+            for g in groups
+            for s in g.scored
+        ])
+        if best is None:
+            return make_decision(entity, self.surface, _ALLOW, True, None, None, None, causes)
+        label = best.winner[_LABEL]
+        return make_decision(entity, self.surface, label.enforcement,
+                             label.enforcement < self._hide_from, label, best.entity,
+                             label.reason, causes)
+
+    def _score(self, labels: Sequence[Label], now: float) -> list[_Scored]:
+        """Selected, unexpired labels with their scores, best first."""
+        out: list[_Scored] = []
+        match = self._match
+        weights, default, half_life, hoa = (
+            self._weights, self._default_weight, self._half_life, self._hoa
+        )
+        for i, label in enumerate(labels):
+            expires = label.expires_at
+            if expires is not None and expires.timestamp() <= now:
+                continue
+            if match is not None and not match(label, now):
+                continue
+            source = label.source
+            created = label.created_at.timestamp()
+            age = now - created
+            if age < 0.0:
+                age = 0.0
+            weight = weights.get(source.system, default)
+            score = weight * _exp2(-age / half_life)
+            tier = 1 if hoa and source.type is _HUMAN else 0
+            # IntEnum / StrEnum members compare as int / str: no `.value` (a slow property).
+            out.append((tier, score, label.enforcement, created, source.system, source.type,
+                        source.name, -i, label, weight, age))
+        if len(out) > 1:
+            out.sort(reverse=True)
+        return out
+
+
+def _winner(scored: list[_Scored]) -> _Scored:
+    """The top-ranked label, unless a trusted human allow is newer than every negative."""
+    if len(scored) == 1:
+        return scored[0]
+    newest_negative: float | None = None
+    for s in scored:
+        if s[_LABEL].enforcement is not _ALLOW and (
+            newest_negative is None or s[_CREATED] > newest_negative
+        ):
+            newest_negative = s[_CREATED]
+    if newest_negative is not None:
+        appeal: _Scored | None = None
+        for s in scored:  # best first, so ties on created_at go to the better-ranked allow
+            label = s[_LABEL]
+            if (label.enforcement is _ALLOW and label.source.type is _HUMAN and s[_WEIGHT] > 0
+                    and s[_CREATED] > newest_negative
+                    and (appeal is None or s[_CREATED] > appeal[_CREATED])):
+                appeal = s
+        if appeal is not None:
+            return appeal
+    return scored[0]

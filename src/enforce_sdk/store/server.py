@@ -1,0 +1,180 @@
+"""Running the Label Store: uvicorn in the foreground (`run`) or on a thread (`start_in_thread`).
+
+Shutdown is graceful: on SIGINT/SIGTERM the server stops accepting, releases
+long-polling feed readers at once (they answer with what they have), lets
+in-flight requests finish, then closes the storage. Once listening it prints
+`enforce-sdk store listening on http://HOST:PORT` (port 0 picks a free port;
+the line names the real one), which scripts and test fixtures wait for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import uvicorn
+
+from .._errors import EnforceError, StorageError
+from .app import LabelStoreService, create_app
+from .config import StoreConfig
+from .storage.backends import open_storage
+from .storage.base import LabelStorage
+
+log = logging.getLogger(__name__)
+LISTENING_PREFIX = "enforce-sdk store listening on "
+_GRACEFUL_SHUTDOWN_SECONDS = 10
+
+
+class _StoreServer(uvicorn.Server):
+    """uvicorn.Server that announces its URL, releases long-polls and closes storage on exit."""
+
+    def __init__(self, config: uvicorn.Config, service: LabelStoreService,
+                 announce: Callable[[str], None]) -> None:
+        super().__init__(config)
+        self.service = service
+        self.url: str | None = None
+        self._announce = announce
+        self._storage_closed = False
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.servers:
+            sock = next(iter(self.servers[0].sockets))
+            host, port = sock.getsockname()[:2]
+            shown = f"[{host}]" if ":" in host else host
+            self.url = f"http://{shown}:{port}"
+            self._announce(self.url)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.service.watcher.close()
+        try:
+            await super().shutdown(sockets)
+        finally:
+            self.close_storage()
+
+    def close_storage(self) -> None:
+        if self._storage_closed:
+            return
+        self._storage_closed = True
+        try:
+            self.service.storage.close()
+        except StorageError as exc:
+            log.error("closing storage failed: %s", exc)
+
+
+def _print_listening(url: str) -> None:
+    print(LISTENING_PREFIX + url, flush=True)
+
+
+def _build(
+    config: StoreConfig,
+    storage: LabelStorage | None,
+    host: str,
+    port: int,
+    *,
+    access_log: bool,
+    log_level: str,
+    announce: Callable[[str], None],
+) -> _StoreServer:
+    store = storage if storage is not None else open_storage(config.storage.url)
+    app = create_app(config, store)
+    uv_config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan="on",
+        access_log=access_log,
+        log_level=log_level,
+        timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_SECONDS,
+        server_header=False,
+    )
+    return _StoreServer(uv_config, app.state.service, announce)
+
+
+def run(
+    config: StoreConfig,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    storage: LabelStorage | None = None,
+    access_log: bool = True,
+    log_level: str = "info",
+) -> None:
+    """Serve the Label Store until SIGINT/SIGTERM; opens (and finally closes) the storage.
+
+    `storage` overrides the backend named by `config.storage.url` (it is closed too).
+    """
+    if not logging.getLogger().handlers and not log.handlers:
+        logging.basicConfig(level=log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server = _build(config, storage, host, port, access_log=access_log, log_level=log_level,
+                    announce=_print_listening)
+    try:
+        server.run()  # uvicorn exits the process (SystemExit) if it cannot bind or start
+    finally:
+        server.close_storage()
+
+
+@dataclass
+class ThreadedStoreServer:
+    """A Label Store serving on a background thread of this process (tests, notebooks)."""
+
+    url: str
+    _server: _StoreServer
+    _thread: threading.Thread
+
+    @property
+    def service(self) -> LabelStoreService:
+        return self._server.service
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Shut down gracefully and wait for the thread; closes the storage."""
+        self._server.should_exit = True
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._server.force_exit = True
+            self._thread.join(timeout)
+
+    def __enter__(self) -> ThreadedStoreServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_in_thread(
+    config: StoreConfig,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    storage: LabelStorage | None = None,
+    startup_timeout: float = 15.0,
+) -> ThreadedStoreServer:
+    """Start a server on a thread and return once it listens (port 0: a free port)."""
+    ready = threading.Event()
+    server = _build(config, storage, host, port, access_log=False, log_level="warning",
+                    announce=lambda _url: ready.set())
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(server.serve())
+        except BaseException as exc:  # SystemExit from a failed bind included
+            failure.append(exc)
+        finally:
+            server.close_storage()
+            ready.set()
+
+    thread = threading.Thread(target=target, name="enforce-store-server", daemon=True)
+    thread.start()
+    if not ready.wait(startup_timeout) or server.url is None:
+        server.should_exit = True
+        thread.join(startup_timeout)
+        detail = f": {failure[0]!r}" if failure else ""
+        raise EnforceError(f"Label Store did not start on {host}:{port}{detail}")
+    return ThreadedStoreServer(server.url, server, thread)
+

@@ -1,0 +1,1 @@
+"""src/enforce_sdk/store/storage/redis_cluster."""
