@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import pytest
 
-from enforce_sdk.store.storage.base import LabelStorage
+from enforce_sdk.store import LabelStorage
 
-BACKENDS = ["sqlite", "redis_cluster"]
+BACKENDS = ["sqlite", "redis_cluster", "memory"]
 
 StorageFactory = Callable[[], LabelStorage]
 
@@ -28,3 +28,13 @@ def storage_factory(request: pytest.FixtureRequest) -> StorageFactory:
 @pytest.fixture
 def storage(storage_factory: StorageFactory) -> LabelStorage:
     return storage_factory()
+
+
+@pytest.fixture
+def memory_storage_factory() -> StorageFactory:
+    """The unit tests' in-memory double: every handle shares the first one's data."""
+    from tests.store._memory_storage import MemoryStorage
+
+    first = MemoryStorage()
+    handles = iter([first])
+    return lambda: next(handles, None) or MemoryStorage(first)

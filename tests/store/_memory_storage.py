@@ -1,11 +1,16 @@
-"""An in-memory LabelStorage for unit tests of the service (not a product backend)."""
+"""An in-memory LabelStorage for unit tests of the service (not a product backend).
+
+It runs the storage contract suite (tests/contract) like the real backends, so
+the unit tests that use it stand on a faithful double.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from datetime import datetime
 
+from enforce_sdk._errors import StorageError
 from enforce_sdk.model.label import Label
 from enforce_sdk.model.records import (
     Action,
@@ -16,131 +21,138 @@ from enforce_sdk.model.records import (
     Outcome,
     StoredLabel,
 )
-from enforce_sdk.store.storage.base import DeleteOp, LabelStorage, PutOp, WriteOp
+from enforce_sdk.store import DeleteOp, LabelStorage, PutOp, WriteOp
+
+
+class _State:
+    """The data of one store; every handle on it shares this."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.labels: dict[tuple[str, str], StoredLabel] = {}
+        self.audit: list[AuditEvent] = []
+        self.feed: list[ChangeRecord] = []
+        self.head = 0
 
 
 class MemoryStorage(LabelStorage):
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._labels: dict[tuple[str, str], StoredLabel] = {}
-        self._audit: list[AuditEvent] = []
-        self._changes: list[ChangeRecord] = []
-        self._head = 0
+    def __init__(self, shared: MemoryStorage | None = None) -> None:
+        """A new store, or (with `shared`) another handle on that one's data."""
+        self._s = _State() if shared is None else shared._s
         self.closed = False
         self.fail_with: Exception | None = None  # raise this from every call when set
 
     def _check(self) -> None:
+        if self.closed:
+            raise StorageError("the memory label store is closed")
         if self.fail_with is not None:
             raise self.fail_with
 
     def _labeled(self, entity: str) -> bool:
-        return any(k[0] == entity and s.status is LabelStatus.ACTIVE for k, s in self._labels.items())
+        return any(k[0] == entity and s.status is LabelStatus.ACTIVE for k, s in self._s.labels.items())
 
     def _record(self, entity: str, source: str, action: Action, actor: str, now: datetime,
                 before: Label | None, after: Label | None, status: LabelStatus | None) -> int:
-        self._head += 1
-        self._audit.append(AuditEvent(self._head, entity, source, action, actor, now, before, after,
+        self._s.head += 1
+        self._s.audit.append(AuditEvent(self._s.head, entity, source, action, actor, now, before, after,
                                       status))
-        return self._head
+        return self._s.head
 
-    def apply(self, ops: Sequence[WriteOp], *, actor: str, now: datetime) -> list[Outcome]:
+    def _apply(self, ops: list[WriteOp], *, actor: str, now: datetime) -> list[Outcome]:
         self._check()
-        with self._lock:
+        with self._s.lock:
             outcomes: list[Outcome] = []
-            touched: list[tuple[int, str, str, Action]] = []
             for op in ops:
                 if isinstance(op, PutOp):
                     key = op.label.key
-                    old = self._labels.get(key)
-                    if op.decides_pending:
-                        for k, s in list(self._labels.items()):
-                            if k[0] == key[0] and k != key and s.status is LabelStatus.PENDING:
-                                del self._labels[k]
-                                seq = self._record(k[0], k[1], Action.DISMISS, actor, now, s.label,
-                                                   None, None)
-                                touched.append((seq, k[0], k[1], Action.DISMISS))
+                    old = self._s.labels.get(key)
                     if old is not None and old.label == op.label and old.status is op.status:
-                        outcomes.append(Outcome.NOOP)
+                        outcomes.append(Outcome.NOOP)  # decides nothing either
                         continue
                     action = Action.PUT if op.status is LabelStatus.ACTIVE else Action.PEND
                     seq = self._record(key[0], key[1], action, actor, now,
                                        old.label if old else None, op.label, op.status)
-                    self._labels[key] = StoredLabel(op.label, op.status, seq)
-                    touched.append((seq, key[0], key[1], action))
+                    self._s.labels[key] = StoredLabel(op.label, op.status, seq)
+                    self._change(seq, key, action, now)
+                    if op.decides_pending:
+                        for k, s in sorted(self._s.labels.items()):
+                            if k[0] == key[0] and k != key and s.status is LabelStatus.PENDING:
+                                del self._s.labels[k]
+                                seq = self._record(k[0], k[1], Action.DISMISS, actor, now,
+                                                   s.label, None, None)
+                                self._change(seq, k, Action.DISMISS, now)
                     outcomes.append(Outcome.WRITTEN if op.status is LabelStatus.ACTIVE
                                     else Outcome.PENDING)
                 else:
                     assert isinstance(op, DeleteOp)
                     key = (op.entity, op.source_key)
-                    old = self._labels.pop(key, None)
+                    old = self._s.labels.pop(key, None)
                     if old is None:
                         outcomes.append(Outcome.NOT_FOUND)
                         continue
                     seq = self._record(key[0], key[1], Action.DELETE, actor, now, old.label, None,
                                        None)
-                    touched.append((seq, key[0], key[1], Action.DELETE))
+                    self._change(seq, key, Action.DELETE, now)
                     outcomes.append(Outcome.DELETED)
-            for seq, entity, source, action in touched:
-                self._changes.append(ChangeRecord(seq, entity, source, action, now,
-                                                  self._labeled(entity)))
             return outcomes
 
-    def get_many(self, entities: Iterable[str], *, include_pending: bool = False
-                 ) -> dict[str, list[StoredLabel]]:
+    def _change(self, seq: int, key: tuple[str, str], action: Action, now: datetime) -> None:
+        self._s.feed.append(ChangeRecord(seq, key[0], key[1], action, now, self._labeled(key[0])))
+
+    def _get_many(self, keys: list[str], *, include_pending: bool) -> dict[str, list[StoredLabel]]:
         self._check()
-        wanted = set(entities)
+        wanted = set(keys)
         out: dict[str, list[StoredLabel]] = {}
-        with self._lock:
-            for (entity, _), stored in sorted(self._labels.items()):
+        with self._s.lock:
+            for (entity, _), stored in sorted(self._s.labels.items()):
                 if entity in wanted and (include_pending or stored.status is LabelStatus.ACTIVE):
                     out.setdefault(entity, []).append(stored)
         return out
 
-    def history(self, entity: str, *, limit: int = 100, before_seq: int | None = None
-                ) -> list[AuditEvent]:
+    def _history(self, entity: str, *, limit: int, before_seq: int | None) -> list[AuditEvent]:
         self._check()
-        with self._lock:
-            events = [e for e in reversed(self._audit) if e.entity == entity
+        with self._s.lock:
+            events = [e for e in reversed(self._s.audit) if e.entity == entity
                       and (before_seq is None or e.seq < before_seq)]
         return events[:limit]
 
-    def changes(self, after_seq: int, *, limit: int = 1000) -> ChangePage:
+    def _changes(self, after_seq: int, *, limit: int) -> ChangePage:
         self._check()
-        with self._lock:
-            oldest = self._changes[0].seq if self._changes else self._head + 1
-            found = [c for c in self._changes if c.seq > after_seq][:limit]
-            return ChangePage(found, self._head, oldest)
+        with self._s.lock:
+            oldest = self._s.feed[0].seq if self._s.feed else self._s.head + 1
+            found = [c for c in self._s.feed if c.seq > after_seq][:limit]
+            return ChangePage(found, self._s.head, oldest)
 
     def head_seq(self) -> int:
         self._check()
-        return self._head
+        return self._s.head
 
-    def prune_changes(self, older_than: datetime) -> int:
+    def _prune_changes(self, older_than: datetime) -> int:
         self._check()
-        with self._lock:
-            keep = [c for c in self._changes if c.at >= older_than]
-            dropped = len(self._changes) - len(keep)
-            self._changes = keep
+        with self._s.lock:
+            dropped = 0  # from the front only: a clock that went back never makes a hole
+            while dropped < len(self._s.feed) and self._s.feed[dropped].at < older_than:
+                dropped += 1
+            del self._s.feed[:dropped]
             return dropped
 
-    def pending(self, *, limit: int = 100, after: tuple[str, str] | None = None
-                ) -> list[StoredLabel]:
+    def _pending(self, *, limit: int, after: tuple[str, str] | None) -> list[StoredLabel]:
         self._check()
-        with self._lock:
-            items = sorted((k, s) for k, s in self._labels.items()
+        with self._s.lock:
+            items = sorted((k, s) for k, s in self._s.labels.items()
                            if s.status is LabelStatus.PENDING and (after is None or k > after))
         return [s for _, s in items[:limit]]
 
     def iter_labeled_entities(self) -> Iterator[str]:
-        with self._lock:
-            entities = sorted({k[0] for k, s in self._labels.items()
+        with self._s.lock:
+            entities = sorted({k[0] for k, s in self._s.labels.items()
                                if s.status is LabelStatus.ACTIVE})
         return iter(entities)
 
     def count_labels(self) -> dict[LabelStatus, int]:
-        with self._lock:
+        with self._s.lock:
             counts = dict.fromkeys(LabelStatus, 0)
-            for s in self._labels.values():
+            for s in self._s.labels.values():
                 counts[s.status] += 1
             return counts
 

@@ -59,48 +59,103 @@ WriteOp = PutOp | DeleteOp
 
 
 class LabelStorage(abc.ABC):
-    """A Label Store backend. Implementations must be safe for use from many threads."""
+    """A Label Store backend. Implementations must be safe for use from many threads.
 
-    @abc.abstractmethod
+    The public methods check their arguments here, once for every backend (the
+    contract's input rules: a bad argument raises InvalidInputError naming it,
+    and nothing is written), then call the backend's underscored method, which
+    trusts them.
+    """
+
     def apply(self, ops: Sequence[WriteOp], *, actor: str, now: datetime) -> list[Outcome]:
         """Apply all ops atomically, in order; return one Outcome per op.
 
         Ops on the same (entity, source) later in the batch see the earlier ones.
         Durable on return: an acknowledged batch survives a crash of the process.
         """
+        checked = check_ops(ops)
+        if not isinstance(actor, str) or not actor.strip():
+            raise InvalidInputError(f"must be a non-empty string, got {actor!r}", field="actor")
+        check_aware(now, "now")
+        if not checked:
+            return []
+        return self._apply(checked, actor=actor, now=now)
 
-    @abc.abstractmethod
     def get_many(
         self, entities: Iterable[str], *, include_pending: bool = False
     ) -> dict[str, list[StoredLabel]]:
         """Labels of each entity that has any; entities without labels are absent."""
+        if isinstance(entities, str | bytes):
+            raise InvalidInputError("must be an iterable of entity keys, not one string",
+                                    field="entities")
+        keys = list(dict.fromkeys(entities))
+        for key in keys:
+            check_str(key, "entities")
+        return self._get_many(keys, include_pending=include_pending)
 
-    @abc.abstractmethod
     def history(
         self, entity: str, *, limit: int = 100, before_seq: int | None = None
     ) -> list[AuditEvent]:
         """Audit events of one entity, newest first, with seq < before_seq if given."""
+        check_str(entity, "entity")
+        check_int(limit, "limit", minimum=1)
+        if before_seq is not None:
+            check_int(before_seq, "before_seq", minimum=0)
+        return self._history(entity, limit=limit, before_seq=before_seq)
 
-    @abc.abstractmethod
     def changes(self, after_seq: int, *, limit: int = 1000) -> ChangePage:
         """Change records with seq > after_seq in ascending order, at most `limit`.
 
         Callers compare `after_seq` with `oldest` to detect a position past retention.
         """
+        check_int(after_seq, "after_seq", minimum=0)
+        check_int(limit, "limit", minimum=1)
+        return self._changes(after_seq, limit=limit)
 
-    @abc.abstractmethod
-    def head_seq(self) -> int:
-        """The newest committed sequence number (0 when nothing was ever written)."""
-
-    @abc.abstractmethod
     def prune_changes(self, older_than: datetime) -> int:
         """Drop change records made before `older_than`; return how many. Audit is kept."""
+        return self._prune_changes(check_aware(older_than, "older_than"))
 
-    @abc.abstractmethod
     def pending(
         self, *, limit: int = 100, after: tuple[str, str] | None = None
     ) -> list[StoredLabel]:
         """Pending labels ordered by (entity, source key), starting after the given key."""
+        check_int(limit, "limit", minimum=1)
+        if after is not None and not (
+            isinstance(after, tuple) and len(after) == 2 and all(isinstance(p, str) for p in after)
+        ):
+            raise InvalidInputError(f"must be (entity, source key), got {after!r}", field="after")
+        return self._pending(limit=limit, after=after)
+
+    # -- what a backend implements (arguments already checked) ------------------------
+
+    @abc.abstractmethod
+    def _apply(self, ops: list[WriteOp], *, actor: str, now: datetime) -> list[Outcome]:
+        """apply() of a checked, non-empty batch."""
+
+    @abc.abstractmethod
+    def _get_many(self, keys: list[str], *, include_pending: bool) -> dict[str, list[StoredLabel]]:
+        """get_many() of distinct, checked keys (possibly none)."""
+
+    @abc.abstractmethod
+    def _history(self, entity: str, *, limit: int, before_seq: int | None) -> list[AuditEvent]:
+        """history() with checked arguments."""
+
+    @abc.abstractmethod
+    def _changes(self, after_seq: int, *, limit: int) -> ChangePage:
+        """changes() with checked arguments."""
+
+    @abc.abstractmethod
+    def _prune_changes(self, older_than: datetime) -> int:
+        """prune_changes() with an aware datetime."""
+
+    @abc.abstractmethod
+    def _pending(self, *, limit: int, after: tuple[str, str] | None) -> list[StoredLabel]:
+        """pending() with checked arguments."""
+
+    @abc.abstractmethod
+    def head_seq(self) -> int:
+        """The newest committed sequence number (0 when nothing was ever written)."""
 
     @abc.abstractmethod
     def iter_labeled_entities(self) -> Iterator[str]:

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -276,3 +277,23 @@ def plan_batch(
 def micros(value: datetime) -> int:
     """UTC microseconds since the epoch, exact (no float rounding)."""
     return (value - _EPOCH) // timedelta(microseconds=1)
+
+
+def pairs(reply: Any) -> Iterator[tuple[bytes, bytes]]:
+    """Field/value pairs of a raw HGETALL reply (a flat list under RESP2, a dict under RESP3)."""
+    if isinstance(reply, dict):
+        yield from reply.items()
+        return
+    it = iter(reply)
+    yield from zip(it, it, strict=True)
+
+
+def committed_base(raw: bytes | None) -> int | None:
+    """The base seq of a batch status `C:<base>`, None for absent or aborted."""
+    if raw is None or not raw.startswith(b"C:"):
+        return None
+    return int(raw[2:])
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)

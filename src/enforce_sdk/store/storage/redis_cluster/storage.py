@@ -46,46 +46,33 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qs, unquote
 
 import redis
 
 from ...._errors import ConfigError, InvalidInputError, StorageError
 from ....model.records import AuditEvent, ChangePage, LabelStatus, Outcome, StoredLabel
-from ..base import LabelStorage, PutOp, WriteOp, check_int, check_str
-from ..base import check_aware as aware
-from ..base import check_ops as checked_ops
+from ..base import LabelStorage, PutOp, WriteOp, check_int
 from . import lua
 from .conn import ClusterTransport, Command, NotReplicatedError
 from .plan import (
     BatchPlan,
     EntityPlan,
+    committed_base,
     decode_audit,
     decode_change,
     decode_stored,
+    glob_escape,
     micros,
+    pairs,
     pending_member,
     plan_batch,
     split_seq,
 )
+from .url import parse_nodes, parse_url
 
 _NAMESPACE_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _STATUS_TTL = 300  # seconds a finished batch's status is kept, for readers that met its lock
 _SNAPSHOT_TRIES = 8  # get_many re-reads when a concurrent commit overtook its snapshot
-
-
-def parse_nodes(spec: str | Sequence[str]) -> list[tuple[str, int]]:
-    """`host:port,host:port` (optionally as a redis-cluster:// URL) -> [(host, port)]."""
-    items = spec.split(",") if isinstance(spec, str) else list(spec)
-    nodes: list[tuple[str, int]] = []
-    for item in items:
-        host, sep, port = str(item).strip().rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError(f"{item!r} is not host:port", field="storage.url")
-        nodes.append((host.strip("[]"), int(port)))
-    if not nodes:
-        raise ConfigError("names no Redis Cluster node", field="storage.url")
-    return nodes
 
 
 class RedisClusterStorage(LabelStorage):
@@ -112,8 +99,6 @@ class RedisClusterStorage(LabelStorage):
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if isinstance(nodes, str) and nodes.lower().startswith("redis-cluster:"):
-            nodes = nodes.split("://", 1)[-1].split("?", 1)[0].split("/", 1)[0]
         startup = parse_nodes(nodes)
         if not isinstance(namespace, str) or not _NAMESPACE_RE.fullmatch(namespace):
             raise InvalidInputError(f"must match [A-Za-z0-9_.-]{{1,64}}, got {namespace!r}",
@@ -145,30 +130,11 @@ class RedisClusterStorage(LabelStorage):
     @classmethod
     def from_url(cls, url: str) -> RedisClusterStorage:
         """`redis-cluster://h:p,h:p[?namespace=NS&min_replicas=N&wait_timeout=S]`."""
-        if not url.lower().startswith("redis-cluster://"):
-            raise ConfigError(f"{url!r} is not a redis-cluster:// URL", field="storage.url")
-        rest = url.split("://", 1)[1]
-        hosts, _, query = rest.partition("?")
-        params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
-        unknown = sorted(set(params) - {"namespace", "min_replicas", "wait_timeout",
-                                        "lock_timeout"})
-        if unknown:
-            raise ConfigError(f"unknown parameter(s) {', '.join(unknown)} in {url!r}",
-                              field="storage.url")
+        nodes, options = parse_url(url)
         try:
-            return cls(
-                unquote(hosts.rstrip("/")),
-                namespace=params.get("namespace", "enforce"),
-                min_replicas=int(params.get("min_replicas", "1")),
-                wait_timeout=float(params.get("wait_timeout", "2")),
-                lock_timeout=float(params.get("lock_timeout", "10")),
-            )
-        except ConfigError:
-            raise
-        except ValueError as exc:
-            if isinstance(exc, InvalidInputError):
-                raise ConfigError(str(exc), field="storage.url") from exc
-            raise ConfigError(f"bad parameter in {url!r}: {exc}", field="storage.url") from exc
+            return cls(nodes, **options)
+        except InvalidInputError as exc:
+            raise ConfigError(str(exc), field="storage.url") from exc
 
     # -- keys --------------------------------------------------------------------------
 
@@ -199,12 +165,7 @@ class RedisClusterStorage(LabelStorage):
 
     # -- writes ------------------------------------------------------------------------
 
-    def apply(self, ops: Sequence[WriteOp], *, actor: str, now: datetime) -> list[Outcome]:
-        ops = checked_ops(ops)
-        check_str(actor, "actor")
-        if not actor.strip():
-            raise InvalidInputError(f"must be a non-empty string, got {actor!r}", field="actor")
-        aware(now, "now")
+    def _apply(self, ops: list[WriteOp], *, actor: str, now: datetime) -> list[Outcome]:
         if not ops:
             return []
         entities = list(dict.fromkeys(op.label.entity if isinstance(op, PutOp) else op.entity
@@ -332,7 +293,7 @@ class RedisClusterStorage(LabelStorage):
         head = 0 if dur is None else int(dur)
         out: dict[str, int | None] = {}
         for t, v in zip(ids, values, strict=True):
-            base = _committed_base(v)
+            base = committed_base(v)
             out[t] = base if base is not None and base <= head else None
         return out, head
 
@@ -393,7 +354,7 @@ class RedisClusterStorage(LabelStorage):
                 st = won.decode()
             if st is None:
                 continue  # in flight: the caller backs off and re-reads
-            base = _committed_base(st.encode())
+            base = committed_base(st.encode())
             if base is None:
                 self._release(txid, [e for e, _ in held])
                 continue
@@ -422,8 +383,8 @@ class RedisClusterStorage(LabelStorage):
                 self._roll_forward(txid, base)
         return len(ids)
 
-    def prune_changes(self, older_than: datetime) -> int:
-        cutoff = micros(aware(older_than, "older_than"))
+    def _prune_changes(self, older_than: datetime) -> int:
+        cutoff = micros(older_than)
         dropped = 0
         while True:
             ((count, more),) = self._run(
@@ -444,7 +405,7 @@ class RedisClusterStorage(LabelStorage):
         versions: dict[str, int] = {}
         locks: dict[str, str] = {}
         for entity, reply in zip(entities, replies, strict=True):
-            fields = {k.decode(): v.decode() for k, v in _pairs(reply)}
+            fields = {k.decode(): v.decode() for k, v in pairs(reply)}
             versions[entity] = int(fields.pop("_v", "0"))
             lock = fields.pop("_lk", None)
             if lock is not None:
@@ -453,15 +414,7 @@ class RedisClusterStorage(LabelStorage):
                             if k.startswith("s:")}
         return rows, versions, locks
 
-    def get_many(
-        self, entities: Iterable[str], *, include_pending: bool = False
-    ) -> dict[str, list[StoredLabel]]:
-        if isinstance(entities, str | bytes):
-            raise InvalidInputError("must be an iterable of entity keys, not one string",
-                                    field="entities")
-        keys = list(dict.fromkeys(entities))
-        for key in keys:
-            check_str(key, "entities")
+    def _get_many(self, keys: list[str], *, include_pending: bool) -> dict[str, list[StoredLabel]]:
         if not keys:
             return {}
         rows = self._snapshot_rows(keys)
@@ -496,13 +449,7 @@ class RedisClusterStorage(LabelStorage):
                 return rows
         return rows
 
-    def history(
-        self, entity: str, *, limit: int = 100, before_seq: int | None = None
-    ) -> list[AuditEvent]:
-        check_str(entity, "entity")
-        check_int(limit, "limit", minimum=1)
-        if before_seq is not None:
-            check_int(before_seq, "before_seq", minimum=0)
+    def _history(self, entity: str, *, limit: int, before_seq: int | None) -> list[AuditEvent]:
         top = "+inf" if before_seq is None else f"({before_seq}"
         for _ in range(_SNAPSHOT_TRIES):
             lock, events = self._run([
@@ -519,9 +466,7 @@ class RedisClusterStorage(LabelStorage):
             return [decode_audit(entity, raw.decode()) for raw in events]
         raise StorageError(f"history of {entity}: the entity kept changing, try again")
 
-    def changes(self, after_seq: int, *, limit: int = 1000) -> ChangePage:
-        check_int(after_seq, "after_seq", minimum=0)
-        check_int(limit, "limit", minimum=1)
+    def _changes(self, after_seq: int, *, limit: int) -> ChangePage:
         keys = [self._k_seq, self._k_dur, self._k_chg]
         ((head, seq, first, records),) = self._run(
             [self._io.script("feed_page", keys, [after_seq, limit])], "changes")
@@ -543,11 +488,7 @@ class RedisClusterStorage(LabelStorage):
         (value,) = self._run([(self._k_seq, ("GET", self._k_dur))], "head_seq")
         return 0 if value is None else int(value)
 
-    def pending(self, *, limit: int = 100, after: tuple[str, str] | None = None) -> list[StoredLabel]:
-        check_int(limit, "limit", minimum=1)
-        if after is not None and not (isinstance(after, tuple) and len(after) == 2
-                                      and all(isinstance(part, str) for part in after)):
-            raise InvalidInputError(f"must be (entity, source key), got {after!r}", field="after")
+    def _pending(self, *, limit: int, after: tuple[str, str] | None) -> list[StoredLabel]:
         start = "-" if after is None else "(" + pending_member(*after)
         (flat,) = self._run([self._io.script("pending_page", [self._k_pend, self._k_pendv],
                                              [start, limit])], "pending")
@@ -568,14 +509,14 @@ class RedisClusterStorage(LabelStorage):
         prefix = f"{self.namespace}:l:{{"
         for client in self._io.primaries():
             try:
-                for key in client.scan_iter(match=f"{_glob_escape(prefix)}*", count=1000):
+                for key in client.scan_iter(match=f"{glob_escape(prefix)}*", count=1000):
                     yield key.decode()[len(prefix):-1]
             except redis.RedisError as exc:
                 raise StorageError(f"iter_labeled_entities: scan failed: {exc}") from exc
 
     def count_labels(self) -> dict[LabelStatus, int]:
         (reply,) = self._run([(self._k_cnt, ("HGETALL", self._k_cnt))], "count_labels")
-        counts = {k.decode(): int(v) for k, v in _pairs(reply)}
+        counts = {k.decode(): int(v) for k, v in pairs(reply)}
         return {LabelStatus.ACTIVE: counts.get("active", 0),
                 LabelStatus.PENDING: counts.get("pending", 0)}
 
@@ -590,24 +531,10 @@ class RedisClusterStorage(LabelStorage):
         return f"RedisClusterStorage(namespace={self.namespace!r})"
 
 
-def _pairs(reply: Any) -> Iterator[tuple[bytes, bytes]]:
-    """Field/value pairs of a raw HGETALL reply (a flat list under RESP2, a dict under RESP3)."""
-    if isinstance(reply, dict):
-        yield from reply.items()
-        return
-    it = iter(reply)
-    yield from zip(it, it, strict=True)
 
 
-def _committed_base(raw: bytes | None) -> int | None:
-    """The base seq of a batch status `C:<base>`, None for absent or aborted."""
-    if raw is None or not raw.startswith(b"C:"):
-        return None
-    return int(raw[2:])
 
 
-def _glob_escape(text: str) -> str:
-    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
 
 
 def open_redis_cluster(url: str) -> LabelStorage:

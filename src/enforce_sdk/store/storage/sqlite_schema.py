@@ -1,0 +1,244 @@
+"""The SQLite backend's schema, its label row codec and one write batch (see sqlite.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import sqlite3
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+
+import msgpack
+
+from ..._errors import StorageError
+from ...model.label import Enforcement, Label, Source
+from ...model.records import Action, LabelStatus, Outcome
+from .base import DeleteOp, PutOp, WriteOp
+
+SCHEMA_VERSION = 1  # PRAGMA user_version of a database this module created
+
+
+BODY_VERSION = 1  # first element of every stored label body
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+STATUS_CODE = {LabelStatus.ACTIVE: 0, LabelStatus.PENDING: 1}
+
+
+STATUS_OF = {code: status for status, code in STATUS_CODE.items()}
+ACTIVE, PENDING = STATUS_CODE[LabelStatus.ACTIVE], STATUS_CODE[LabelStatus.PENDING]
+
+
+SCHEMA = """
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO meta (key, value) VALUES ('head', 0), ('active', 0), ('pending', 0);
+CREATE TABLE labels (
+    entity TEXT NOT NULL,
+    source_key TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    PRIMARY KEY (entity, source_key)
+) WITHOUT ROWID;
+CREATE INDEX labels_pending ON labels (entity, source_key) WHERE status = 1;
+CREATE TABLE audit (
+    entity TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    source_key TEXT NOT NULL,
+    action TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    at_us INTEGER NOT NULL,
+    before BLOB,
+    after BLOB,
+    status INTEGER,
+    PRIMARY KEY (entity, seq)
+) WITHOUT ROWID;
+CREATE TABLE changes (
+    seq INTEGER PRIMARY KEY,
+    entity TEXT NOT NULL,
+    source_key TEXT NOT NULL,
+    action TEXT NOT NULL,
+    at_us INTEGER NOT NULL,
+    labeled INTEGER NOT NULL
+);
+"""
+
+
+class WriteBatch:
+    """One `apply` batch inside an open write transaction."""
+
+    def __init__(self, conn: sqlite3.Connection, actor: str, at_us: int) -> None:
+        self._conn = conn
+        self._actor = actor
+        self._at_us = at_us
+        self._seq = meta_value(conn, "head")
+        self._counts = {ACTIVE: meta_value(conn, "active"), PENDING: meta_value(conn, "pending")}
+
+    def run(self, ops: Sequence[WriteOp]) -> list[Outcome]:
+        outcomes = [self._put(op) if isinstance(op, PutOp) else self._delete(op) for op in ops]
+        self._conn.executemany(
+            "UPDATE meta SET value = ? WHERE key = ?",
+            [(self._seq, "head"), (self._counts[ACTIVE], "active"),
+             (self._counts[PENDING], "pending")],
+        )
+        return outcomes
+
+    def _stored(self, entity: str, source_key: str) -> tuple[int, bytes] | None:
+        row = self._conn.execute(
+            "SELECT status, body FROM labels WHERE entity = ? AND source_key = ?",
+            (entity, source_key),
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def _put(self, op: PutOp) -> Outcome:
+        label = op.label
+        entity, source_key = label.key
+        status = STATUS_CODE[op.status]
+        body = encode_label(label)
+        stored = self._stored(entity, source_key)
+        if stored is not None and stored[0] == status and (
+            stored[1] == body or decode_label(entity, source_key, stored[1]) == label
+        ):
+            return Outcome.NOOP
+        self._seq += 1
+        self._conn.execute(
+            "INSERT INTO labels (entity, source_key, status, seq, body) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (entity, source_key) DO UPDATE "
+            "SET status = excluded.status, seq = excluded.seq, body = excluded.body",
+            (entity, source_key, status, self._seq, body),
+        )
+        if stored is not None:
+            self._counts[stored[0]] -= 1
+        self._counts[status] += 1
+        action = Action.PUT if status == ACTIVE else Action.PEND
+        self._record(entity, source_key, action, None if stored is None else stored[1], body, status)
+        if op.decides_pending:
+            self._dismiss_pending(entity, source_key)
+        return Outcome.WRITTEN if status == ACTIVE else Outcome.PENDING
+
+    def _dismiss_pending(self, entity: str, keep_source: str) -> None:
+        rows = self._conn.execute(
+            f"SELECT source_key, body FROM labels WHERE entity = ? AND status = {PENDING} "
+            "AND source_key <> ? ORDER BY source_key",
+            (entity, keep_source),
+        ).fetchall()
+        for source_key, body in rows:
+            self._seq += 1
+            self._conn.execute(
+                "DELETE FROM labels WHERE entity = ? AND source_key = ?", (entity, source_key)
+            )
+            self._counts[PENDING] -= 1
+            self._record(entity, source_key, Action.DISMISS, body, None, None)
+
+    def _delete(self, op: DeleteOp) -> Outcome:
+        stored = self._stored(op.entity, op.source_key)
+        if stored is None:
+            return Outcome.NOT_FOUND
+        self._seq += 1
+        self._conn.execute(
+            "DELETE FROM labels WHERE entity = ? AND source_key = ?", (op.entity, op.source_key)
+        )
+        self._counts[stored[0]] -= 1
+        self._record(op.entity, op.source_key, Action.DELETE, stored[1], None, None)
+        return Outcome.DELETED
+
+    def _record(
+        self,
+        entity: str,
+        source_key: str,
+        action: Action,
+        before: bytes | None,
+        after: bytes | None,
+        status: int | None,
+    ) -> None:
+        """Append the audit event and the change record of the change numbered self._seq."""
+        labeled = self._conn.execute(
+            f"SELECT EXISTS (SELECT 1 FROM labels WHERE entity = ? AND status = {ACTIVE})",
+            (entity,),
+        ).fetchone()[0]
+        self._conn.execute(
+            "INSERT INTO audit (entity, seq, source_key, action, actor, at_us, before, after, "
+            "status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (entity, self._seq, source_key, action.value, self._actor, self._at_us, before, after,
+             status),
+        )
+        self._conn.execute(
+            "INSERT INTO changes (seq, entity, source_key, action, at_us, labeled) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (self._seq, entity, source_key, action.value, self._at_us, labeled),
+        )
+
+
+@contextlib.contextmanager
+def translate(what: str) -> Iterator[None]:
+    """The one place sqlite3 errors become StorageError."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StorageError(f"sqlite {what} failed: {exc}") from exc
+
+
+def meta_value(conn: sqlite3.Connection, key: str) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    if row is None:
+        raise StorageError(f"label store metadata {key!r} is missing")
+    value: int = row[0]
+    return value
+
+
+def encode_label(label: Label) -> bytes:
+    """Compact body: entity and source live in the key columns, times as UTC microseconds."""
+    meta = label.metadata
+    body: bytes = msgpack.packb(
+        [
+            BODY_VERSION,
+            int(label.enforcement),
+            label.reason,
+            micros(label.created_at),
+            None if label.expires_at is None else micros(label.expires_at),
+            label.confidence,
+            dict(sorted(meta.items())) if meta else None,
+        ],
+        use_bin_type=True,
+    )
+    return body
+
+
+def decode_label(entity: str, source_key: str, body: bytes) -> Label:
+    try:
+        version, enforcement, reason, created, expires, confidence, meta = msgpack.unpackb(
+            body, raw=False
+        )
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError) as exc:
+        raise StorageError(f"stored label {entity} {source_key} is corrupt: {exc}") from exc
+    if version != BODY_VERSION:
+        raise StorageError(f"stored label {entity} {source_key} has unknown format {version!r}")
+    return Label(
+        entity=entity,
+        source=source_of(source_key),
+        enforcement=Enforcement(enforcement),
+        reason=reason,
+        created_at=time_of(created),
+        expires_at=None if expires is None else time_of(expires),
+        confidence=confidence,
+        metadata=meta or {},
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def source_of(source_key: str) -> Source:
+    return Source.from_key(source_key)
+
+
+def micros(value: datetime) -> int:
+    delta = value - EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def time_of(micros: int) -> datetime:
+    return EPOCH + timedelta(microseconds=micros)
