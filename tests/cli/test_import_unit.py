@@ -12,14 +12,8 @@ import msgpack
 import pytest
 
 from enforce_sdk import Label, StoreResponseError, StoreUnavailableError
-from enforce_sdk.cli._import import (
-    CheckpointFile,
-    ImportAbortedError,
-    LabelImporter,
-    detect_format,
-    format_summary,
-    read_records,
-)
+from enforce_sdk.cli._import import CheckpointFile, LabelImporter, format_summary
+from enforce_sdk.cli._import_input import ImportAbortedError, detect_format, read_records
 from enforce_sdk.demo.sample import sample_labels
 
 

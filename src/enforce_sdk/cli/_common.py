@@ -18,7 +18,6 @@ import click
 from .._errors import (
     AuthError,
     EnforceError,
-    InvalidInputError,
     StoreError,
     StoreResponseError,
     StoreUnavailableError,
@@ -100,42 +99,56 @@ def is_rejection(exc: StoreResponseError) -> bool:
 
 
 @contextlib.contextmanager
-def translate_errors(url: str | None = None) -> Iterator[None]:
-    """Turn the package's expected errors into a CliError with the right exit code."""
+def translate_errors(
+    url: str | None = None, *, rejected: tuple[type[EnforceError], ...] = ()
+) -> Iterator[None]:
+    """The one place the package's expected errors become a CliError with the right exit code.
+
+    Errors of a `rejected` type (and store answers refusing the content) exit
+    EXIT_REJECTED; any other expected error EXIT_USAGE. `ENFORCE_DEBUG=1`
+    re-raises instead, with the traceback.
+    """
     try:
         yield
     except click.ClickException:
         raise
-    except StoreResponseError as exc:
+    except (EnforceError, OSError) as exc:
         if os.environ.get("ENFORCE_DEBUG"):
             raise
-        code = EXIT_REJECTED if is_rejection(exc) else EXIT_USAGE
-        raise CliError(describe_store_error(exc, url), code) from exc
-    except StoreError as exc:
-        if os.environ.get("ENFORCE_DEBUG"):
-            raise
-        raise CliError(describe_store_error(exc, url), EXIT_USAGE) from exc
-    except InvalidInputError as exc:
-        if os.environ.get("ENFORCE_DEBUG"):
-            raise
-        raise CliError(str(exc), EXIT_USAGE) from exc
-    except EnforceError as exc:
-        if os.environ.get("ENFORCE_DEBUG"):
-            raise
-        raise CliError(str(exc), EXIT_USAGE) from exc
-    except OSError as exc:
-        if os.environ.get("ENFORCE_DEBUG"):
-            raise
-        raise CliError(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)) from exc
+        message, code = _describe(exc, url, rejected)
+        raise CliError(message, code) from exc
 
 
-def with_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Decorator form of translate_errors, taking the URL from a `url` keyword if present."""
+def _describe(
+    exc: EnforceError | OSError, url: str | None, rejected: tuple[type[EnforceError], ...]
+) -> tuple[str, int]:
+    """What the user reads (one line) and the exit code, for an expected error."""
+    if isinstance(exc, OSError):
+        return (f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)), EXIT_USAGE
+    code = EXIT_REJECTED if isinstance(exc, rejected) else EXIT_USAGE
+    if isinstance(exc, StoreResponseError):
+        return describe_store_error(exc, url), EXIT_REJECTED if is_rejection(exc) else code
+    if isinstance(exc, StoreError):
+        return describe_store_error(exc, url), code
+    return str(exc), code
 
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        url: Any = kwargs.get("url")
-        with translate_errors(url if isinstance(url, str) else None):
-            return func(*args, **kwargs)
 
-    return wrapper
+def with_errors(
+    func: Callable[P, R] | None = None, *, rejected: tuple[type[EnforceError], ...] = ()
+) -> Any:
+    """Decorator form of translate_errors, taking the URL from a `url` keyword if present.
+
+    Use bare (`@with_errors`) or with the error types that mean "rejected"
+    (`@with_errors(rejected=(ConfigError,))`).
+    """
+
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            url: Any = kwargs.get("url")
+            with translate_errors(url if isinstance(url, str) else None, rejected=rejected):
+                return func(*args, **kwargs)
+
+        return wrapper
+
+    return decorate if func is None else decorate(func)

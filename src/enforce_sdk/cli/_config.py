@@ -9,13 +9,10 @@ concurrent push); 2 usage, permission or connection error.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import functools
 import json
-import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -24,8 +21,6 @@ import click
 from .._errors import (
     ConfigConflictError,
     ConfigError,
-    ConfigPermissionError,
-    EnforceError,
     StoreError,
 )
 from ..config.document import EnforcementConfig
@@ -43,6 +38,7 @@ from ..config.zk_layout import DEFAULT_ROOT, MAX_DOCUMENT_BYTES, decode_document
 from ..model.label import Label
 from ..store_client.client import LabelStoreClient
 from ._common import EXIT_REJECTED, EXIT_USAGE, TOKEN_ENV, URL_ENV, CliError, describe_store_error
+from ._common import with_errors as common_with_errors
 
 HOSTS_ENV = "ENFORCE_ZK_HOSTS"
 PATH_ENV = "ENFORCE_ZK_PATH"
@@ -98,36 +94,10 @@ def guardrail_options(func: Callable[P, R]) -> Callable[P, R]:
     return func
 
 
-@contextlib.contextmanager
-def _errors() -> Iterator[None]:
-    """The one place where package errors become exit codes and one-line messages."""
-    try:
-        yield
-    except click.ClickException:
-        raise
-    except EnforceError as exc:
-        if os.environ.get("ENFORCE_DEBUG"):
-            raise
-        if isinstance(exc, ConfigConflictError | ConfigError):
-            raise CliError(str(exc), EXIT_REJECTED) from exc
-        if isinstance(exc, ConfigPermissionError):
-            raise CliError(str(exc), EXIT_USAGE) from exc
-        if isinstance(exc, StoreError):
-            raise CliError(describe_store_error(exc), EXIT_USAGE) from exc
-        raise CliError(str(exc), EXIT_USAGE) from exc
-    except OSError as exc:
-        if os.environ.get("ENFORCE_DEBUG"):
-            raise
-        raise CliError(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
-                       ) from exc
-
-
 def with_errors(func: Callable[P, R]) -> Callable[P, R]:
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        with _errors():
-            return func(*args, **kwargs)
-    return wrapper
+    """The shared translator (cli/_common); a config that fails validation is "rejected"."""
+    wrapped: Callable[P, R] = common_with_errors(rejected=(ConfigError, ConfigConflictError))(func)
+    return wrapped
 
 
 def _store(hosts: str, root: str, auth: str | None, zk_timeout: float,

@@ -31,11 +31,10 @@ from ._import import (
     DEFAULT_CHUNK_SIZE,
     CheckpointFile,
     ImportSummary,
-    InputFormat,
     LabelImporter,
     format_summary,
-    read_records,
 )
+from ._import_input import InputFormat, read_records
 
 _TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 

@@ -28,8 +28,9 @@ from ..policy.decision import Decision
 from ..store_client.async_client import AsyncLabelStoreReader
 from .async_fetch import AsyncLabelReader, AsyncSingleFlightFetcher
 from .base import BaseEnforcementClient, apply_store_settings
+from .batch import Related
 from .coalesce import DEFAULT_MAX_IN_FLIGHT, DEFAULT_WINDOW, FetchOutcome
-from .read_path import ReadPath, Related, T
+from .read_path import ReadPath, T
 from .runtime import ConfigInput
 
 __all__ = ["AsyncEnforcementClient"]

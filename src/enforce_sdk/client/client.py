@@ -20,9 +20,10 @@ from ..config.document import StoreSettings
 from ..policy.decision import Decision
 from ..store_client.client import LabelStoreClient
 from .base import BaseEnforcementClient, apply_store_settings
+from .batch import Related
 from .coalesce import DEFAULT_MAX_IN_FLIGHT, DEFAULT_WINDOW, FetchOutcome
 from .fetch import LabelReader, SingleFlightFetcher
-from .read_path import MEMO_SECONDS, ReadPath, Related, T
+from .read_path import MEMO_SECONDS, ReadPath, T
 from .runtime import ConfigInput
 
 __all__ = ["MEMO_SECONDS", "EnforcementClient"]

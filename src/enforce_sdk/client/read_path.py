@@ -25,24 +25,31 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._errors import (
     EnforceError,
     EntityKeyError,
-    InvalidInputError,
-    StoreUnavailableError,
     UnknownSurfaceError,
 )
 from ..model.keys import CANONICAL_RE, canonical_key, is_canonical
 from ..model.label import Label
-from ..native.bloom import BloomFilter, surely_unlabeled
+from ..native.bloom import surely_unlabeled
 from ..policy.decision import Decision
 from ..policy.links import KIND_OF_ALIAS, check_related, related_key
-from ..policy.resolver import Resolver
-from ..policy.surface import SurfaceConfig
-from .cache import Entry, LabelCache, Labels
-from .coalesce import FetchFailedError
+from .batch import (
+    Applied,
+    Batch,
+    FetchResult,
+    FilterKeys,
+    Gate,
+    Related,
+    SurfaceState,
+    materialise,
+    related_page,
+    store_problem,
+)
+from .cache import Entry, LabelCache
 from .stats import Stats
 
 if TYPE_CHECKING:
@@ -53,75 +60,16 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MEMO_SECONDS = 1.0  # how long a labeled entity's decision is reused (see _resolve_cached)
-Related = Mapping[str, str]
 
 
-class FetchResult(Protocol):
-    """What a face's fetch returns (FetchOutcome)."""
-
-    @property
-    def labels(self) -> Mapping[str, Labels]: ...
-
-    @property
-    def error(self) -> EnforceError | None: ...
 
 
-class Applied:
-    """One applied config and what is derived from it; swapped as a single reference."""
-
-    __slots__ = ("config", "meta", "surfaces")
-
-    def __init__(self, config: EnforcementConfig, meta: ConfigMeta) -> None:
-        self.config = config
-        self.meta = meta
-        # one dict lookup on the hot path yields the surface and its compiled resolver
-        self.surfaces: dict[str, _Surface] = {
-            name: _Surface(surf, config.resolvers[name]) for name, surf in config.surfaces.items()
-        }
 
 
-class _Surface:
-    __slots__ = ("bloom_trust", "fail_mode", "hide_from", "name", "related", "resolver",
-                 "visible_stub")
-
-    def __init__(self, surf: SurfaceConfig, resolver: Resolver) -> None:
-        self.name = surf.name
-        self.bloom_trust = surf.on_bloom_stale == "trust"  # keep trusting a stale filter
-        self.related = surf.related
-        self.fail_mode = surf.fail_mode
-        self.hide_from = surf.hide_from
-        self.resolver = resolver
-        # what filter() reads of a surely-unlabeled item's decision: only `visible`
-        self.visible_stub = resolver.allow("")
 
 
-class Batch:
-    """One check/check_many call between its cache lookups and its decisions.
-
-    `missing` lists the canonical keys the face must fetch (empty: no I/O needed).
-    """
-
-    __slots__ = ("bloomed", "found", "items", "missing", "now", "out", "slow", "surf", "t0")
-
-    def __init__(self, surf: _Surface, t0: int, out: list[Decision | None]) -> None:
-        self.surf = surf
-        self.t0 = t0
-        self.out = out
-        self.slow: list[int] = []  # indexes of out still undecided
-        self.items: list[tuple[str, dict[str, str]]] = []  # (canonical key, related keys) per slow
-        self.found: dict[str, Labels] = {}
-        self.missing: list[str] = []
-        self.now = 0.0
-        self.bloomed: set[str] | None = None  # keys answered by a stale (trusted) bloom filter
 
 
-class Gate(Protocol):
-    """What the read path reads of the bloom gate (client/bloom_gate.BloomGate)."""
-
-    @property
-    def bloom(self) -> BloomFilter | None: ...
-
-    def stale(self) -> bool: ...
 
 
 class ReadPath:
@@ -184,7 +132,7 @@ class ReadPath:
                 return decision
         return None
 
-    def _bloom_allow(self, gate: Gate, surf: _Surface, raw: str) -> Decision | None:
+    def _bloom_allow(self, gate: Gate, surf: SurfaceState, raw: str) -> Decision | None:
         """The decision for a raw key absent from the filter, or None to take the normal path.
 
         Absent as sent is conclusive only for a canonical key (the filter holds canonical
@@ -230,9 +178,9 @@ class ReadPath:
         keys: Sequence[str] = (
             entities
             if type(entities) is tuple or isinstance(entities, list)
-            else _materialise(entities, "entities")
+            else materialise(entities, "entities")
         )
-        rels = None if related is None else _related_page(related, len(keys))
+        rels = None if related is None else related_page(related, len(keys))
         stats.checks += len(keys)
         out: list[Decision | None] = [None] * len(keys)
         batch = Batch(surf, t0, out)
@@ -241,7 +189,7 @@ class ReadPath:
         gate = self.bloom_gate
         if gate is not None and not links and gate.bloom is not None:
             # Fastest path: the page's raw keys through the filter in one C call.
-            absent = self._precheck_page(gate, batch, keys, type(keys) is _FilterKeys)
+            absent = self._precheck_page(gate, batch, keys, type(keys) is FilterKeys)
             if absent:
                 skip = set(absent)
                 todo = [i for i in todo if i not in skip]
@@ -340,7 +288,7 @@ class ReadPath:
     ) -> tuple[list[T], list[str], list[Related | None] | None]:
         """filter()'s input as check_many arguments: the items, their keys, their links."""
         page = list(items)
-        keys = _FilterKeys([key(item) for item in page])
+        keys = FilterKeys([key(item) for item in page])
         rel = None if related is None else [related(item) for item in page]
         return page, keys, rel
 
@@ -363,7 +311,7 @@ class ReadPath:
         )
 
     @staticmethod
-    def _related_keys(surf: _Surface, related: Related | None) -> dict[str, str]:
+    def _related_keys(surf: SurfaceState, related: Related | None) -> dict[str, str]:
         """Canonical keys of the related entities the surface takes into account.
 
         `related` was validated by check_related (a mapping of known link kinds).
@@ -446,7 +394,7 @@ class ReadPath:
                 out[i] = decision
                 continue
             # Some labels could not be fetched: serve stale entries if all are within bound.
-            problem = problem or _store_problem(error)
+            problem = problem or store_problem(error)
             stale = {k: self.cache.get_stale(k, now) for k in absent}
             if all(v is not None for v in stale.values()):
                 stats.stale_served += 1
@@ -476,7 +424,7 @@ class ReadPath:
             batch.out[i] = self._fail(surf, key, f"error: {exc!r}")
         batch.items = []
 
-    def _resolve_cached(self, surf: _Surface, key: str, entry: Entry) -> Decision:
+    def _resolve_cached(self, surf: SurfaceState, key: str, entry: Entry) -> Decision:
         """Resolve an entity with no links from its cache entry, reusing a recent decision.
 
         Every label on a surface decays by the same factor, so the ranking cannot
@@ -502,7 +450,7 @@ class ReadPath:
 
     def _resolve_safely(
         self,
-        surf: _Surface,
+        surf: SurfaceState,
         key: str,
         labels: Mapping[str, Sequence[Label]],
         related: Mapping[str, str],
@@ -515,7 +463,7 @@ class ReadPath:
             log.exception("resolver failed for %s on %s", key, surf.name)
             return self._fail(surf, key, f"error: {exc!r}")
 
-    def _fail(self, surf: _Surface, key: str, reason: str) -> Decision:
+    def _fail(self, surf: SurfaceState, key: str, reason: str) -> Decision:
         self.stats.degraded += 1
         if surf.fail_mode == "closed":
             self.stats.fail_closed += 1
@@ -529,52 +477,13 @@ _EMPTY: Mapping[str, Any] = {}
 _canonical_raw = CANONICAL_RE.fullmatch  # the common case of is_canonical, without a call
 
 
-class _FilterKeys(list[str]):
-    """The keys of a filter() page (from `page`): begin() may answer them with a shared stub."""
-
-    __slots__ = ()
 
 
 
 
-def _related_page(related: Iterable[Related | None], count: int) -> Sequence[Related | None]:
-    """A page's `related` as a sequence of `count` validated entries (None or a mapping)."""
-    if type(related) is not tuple and not isinstance(related, list):
-        related = _materialise(related, "related")
-    if len(related) != count:
-        raise InvalidInputError(
-            f"has {len(related)} entries for {count} entities", field="related"
-        )
-    for i, rel in enumerate(related):
-        if rel is not None:
-            check_related(rel, i)
-    return related
 
 
-def _materialise(values: object, field: str) -> list[Any]:
-    """Any iterable as a list (read once); a lone str or a non-iterable is misuse."""
-    if isinstance(values, str | bytes | Mapping):
-        raise InvalidInputError(
-            f"must be an iterable of entries, one per entity, got one {type(values).__name__}"
-            + (" (use check() for a single key)" if field == "entities" else ""),
-            field=field,
-        )
-    if not isinstance(values, Iterable):
-        raise InvalidInputError(f"must be an iterable, got {type(values).__name__}", field=field)
-    return list(values)
 
 
-def _store_problem(error: EnforceError | None) -> tuple[str, str]:
-    """Why labels could not be had: ("store unreachable" or "store error", the error).
-
-    Unreachable: a transport failure or a timeout. Store error: the store
-    answered, but with an error status or data that does not parse (and
-    whatever else the fetcher wrapped: a reader that raised something else).
-    """
-    if isinstance(error, StoreUnavailableError) and not isinstance(error, FetchFailedError):
-        return "store unreachable", str(error)
-    if error is None:
-        return "store error", "no answer for the key"
-    return "store error", str(error)
 
 

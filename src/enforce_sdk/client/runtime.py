@@ -18,10 +18,11 @@ from typing import Any
 from ..config.document import EnforcementConfig, StoreSettings
 from ..config.source import ConfigMeta, ConfigSource, coerce_config_source
 from ..store_client.client import LabelStoreClient
+from .batch import Applied
 from .bloom_gate import BloomGate, SnapshotSource
 from .cache import LabelCache
 from .follower import FeedFollower
-from .read_path import Applied, ReadPath
+from .read_path import ReadPath
 from .stats import Stats
 
 log = logging.getLogger(__name__)

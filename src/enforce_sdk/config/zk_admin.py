@@ -22,7 +22,6 @@ from typing import Any
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import NodeExistsError, NoNodeError
-from kazoo.retry import KazooRetry
 from kazoo.security import ACL
 
 from .._errors import ConfigConflictError, ConfigError, ConfigPermissionError, ConfigSourceError
@@ -41,6 +40,7 @@ from .zk_layout import (
     encode_document,
     encode_envelope,
     kazoo_errors,
+    new_client,
     parse_credential,
     parse_history_name,
     raise_transaction_failure,
@@ -146,12 +146,9 @@ class ZooKeeperConfigStore:
     def zk(self) -> KazooClient:
         """The connected client, connecting on first use."""
         if self._zk is None:
-            zk = KazooClient(
-                hosts=self.hosts,
-                timeout=max(self._timeout, 1.0),
-                auth_data=self._auth_data,
-                connection_retry=KazooRetry(max_tries=3, delay=0.1, max_delay=1.0),
-                command_retry=KazooRetry(max_tries=3, delay=0.1, max_delay=1.0),
+            zk = new_client(
+                self.hosts, self._auth_data, session_timeout=max(self._timeout, 1.0),
+                connect_tries=3, retry_delay=0.1, max_retry_delay=1.0,
             )
             with kazoo_errors(f"connect to ZooKeeper {self.hosts}"):
                 zk.start(timeout=self._timeout)

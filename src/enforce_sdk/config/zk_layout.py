@@ -26,6 +26,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kazoo.client import KazooClient
 from kazoo.exceptions import (
     AuthFailedError,
     BadVersionError,
@@ -41,6 +42,7 @@ from kazoo.exceptions import (
 )
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.hosts import collect_hosts
+from kazoo.retry import KazooRetry
 from kazoo.security import ACL, Id, Permissions, make_digest_acl
 
 from .._errors import (
@@ -290,3 +292,25 @@ def raise_transaction_failure(action: str, results: Sequence[object]) -> None:
     )
     with kazoo_errors(action):
         raise cause
+
+
+def new_client(
+    hosts: str,
+    auth_data: list[tuple[str, str]] | None,
+    *,
+    session_timeout: float,
+    connect_tries: int,
+    retry_delay: float,
+    max_retry_delay: float,
+) -> KazooClient:
+    """The one place a KazooClient is made: the config source's and the admin's differ only
+    in how long they keep trying (`connect_tries=-1`: for ever, with backoff)."""
+    return KazooClient(
+        hosts=hosts,
+        timeout=session_timeout,
+        auth_data=auth_data,
+        connection_retry=KazooRetry(
+            max_tries=connect_tries, delay=retry_delay, backoff=2, max_delay=max_retry_delay
+        ),
+        command_retry=KazooRetry(max_tries=3, delay=retry_delay, max_delay=1.0),
+    )

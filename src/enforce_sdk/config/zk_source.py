@@ -3,7 +3,7 @@
 Life of a version: the config node changes -> kazoo's DataWatch calls back on its
 event thread -> the bytes are decoded and validated in full -> a version not
 newer than the applied one is ignored -> `on_update` swaps it in -> the
-document is written to `cache_path` (temp file, fsync, rename). Anything
+document is written to `cache_path` (config/disk_copy: temp file, fsync, rename). Anything
 invalid is logged with its reason, counted, and dropped: the previous config
 keeps serving.
 
@@ -28,13 +28,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 import os
 import threading
 import time
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +40,9 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NoAuthError
 from kazoo.protocol.states import KazooState, ZnodeStat
 from kazoo.recipe.watchers import DataWatch
-from kazoo.retry import KazooRetry
 
 from .._errors import ConfigError, ConfigSourceError, EnforceError
+from .disk_copy import LastGoodCopy, Validator
 from .document import EnforcementConfig
 from .source import ConfigMeta, ConfigSource
 from .zk_layout import (
@@ -54,16 +52,15 @@ from .zk_layout import (
     check_hosts,
     decode_document,
     digest_auth,
+    new_client,
 )
 
 log = logging.getLogger(__name__)
 
 ORIGIN_ZOOKEEPER = "zookeeper"
 ORIGIN_DISK = "disk"
-_CACHE_FORMAT = 1
 
 UpdateCallback = Callable[[EnforcementConfig, ConfigMeta], None]
-Validator = Callable[[Mapping[str, Any]], EnforcementConfig]
 
 
 class ZooKeeperConfigSource(ConfigSource):
@@ -93,12 +90,14 @@ class ZooKeeperConfigSource(ConfigSource):
         self._layout = ConfigLayout(path)
         self._hosts = check_hosts(hosts)
         self._auth_data = digest_auth(auth)  # validates the credential now
-        self._cache_path = Path(cache_path) if cache_path is not None else None
         self._timeout = timeout
         self._session_timeout = session_timeout
         self._reconnect_max_delay = reconnect_max_delay
         self._max_bytes = max_bytes
         self._validate: Validator = validator or EnforcementConfig.from_dict
+        self._disk = None if cache_path is None else LastGoodCopy(
+            Path(cache_path), self._layout.config, max_bytes=max_bytes,
+            validate=self._validate, wall_clock=wall_clock)
         self._timer = timer
         self._wall = wall_clock
         self._on_update: UpdateCallback | None = None
@@ -116,7 +115,7 @@ class ZooKeeperConfigSource(ConfigSource):
         self._state = KazooState.LOST
         self._counts = dict.fromkeys(
             ("updates", "rejected", "stale_ignored", "disconnects", "session_losses",
-             "reconnects", "read_denied", "cache_writes", "cache_write_errors"), 0)
+             "reconnects", "read_denied"), 0)
         self._last_rejection: str | None = None
         self._reset_sync()
 
@@ -124,10 +123,8 @@ class ZooKeeperConfigSource(ConfigSource):
         self._retry_pending = False  # a parent's retry timer does not survive fork()
         self._lock = threading.RLock()
         self._first_read = threading.Event()
-        self._cache_cond = threading.Condition(threading.Lock())
-        self._cache_pending: tuple[Mapping[str, Any], float] | None = None
-        self._cache_writing = False
-        self._cache_thread: threading.Thread | None = None
+        if self._disk is not None:
+            self._disk.after_fork()
 
     @property
     def layout(self) -> ConfigLayout:
@@ -146,7 +143,7 @@ class ZooKeeperConfigSource(ConfigSource):
             if self._started or self._closed:
                 raise ConfigSourceError("ZooKeeperConfigSource.start() may be called once")
             self._on_update = on_update
-            cached = self._load_cache()
+            cached = None if self._disk is None else self._disk.load(self._reject)
             if cached is not None:
                 self._set_applied(cached[0], ORIGIN_DISK, cached[1])
             self._connect()
@@ -157,7 +154,7 @@ class ZooKeeperConfigSource(ConfigSource):
                     "config: ZooKeeper %s gave no newer usable config within %.1fs (%s); "
                     "serving version %d from %s until it does",
                     self._hosts, self._timeout, self._last_rejection or "unreachable",
-                    self._applied[0].version, self._cache_path,
+                    self._applied[0].version, None if self._disk is None else self._disk.path,
                 )
             applied = self._applied
             if applied is not None:
@@ -167,7 +164,7 @@ class ZooKeeperConfigSource(ConfigSource):
         self.close()
         raise ConfigError(
             f"no config: ZooKeeper {self._hosts} {self._layout.config}: {reason}; "
-            f"and no usable copy at {self._cache_path}",
+            f"and no usable copy at {None if self._disk is None else self._disk.path}",
             field="config",
         )
 
@@ -180,6 +177,10 @@ class ZooKeeperConfigSource(ConfigSource):
         # Outside the lock: stopping joins kazoo's threads, which may be waiting for it.
         _stop(client)
         self.flush_cache(timeout=2.0)
+
+    def flush_cache(self, timeout: float = 5.0) -> bool:
+        """Wait until queued disk copies are written; False on timeout."""
+        return True if self._disk is None else self._disk.flush(timeout)
 
     def after_fork(self) -> None:
         """In a forked child: keep the inherited config, open a session of our own.
@@ -223,6 +224,9 @@ class ZooKeeperConfigSource(ConfigSource):
                 "last_rejection": self._last_rejection,
             }
             out.update(self._counts)
+            disk = self._disk
+            out["cache_writes"] = 0 if disk is None else disk.writes
+            out["cache_write_errors"] = 0 if disk is None else disk.write_errors
             return out
 
     @property
@@ -236,14 +240,9 @@ class ZooKeeperConfigSource(ConfigSource):
         """A fresh client and DataWatch for the current generation (lock held)."""
         self._generation += 1
         gen = self._generation
-        client = KazooClient(
-            hosts=self._hosts,
-            timeout=self._session_timeout,
-            auth_data=self._auth_data,
-            connection_retry=KazooRetry(
-                max_tries=-1, delay=0.05, backoff=2, max_delay=self._reconnect_max_delay
-            ),
-            command_retry=KazooRetry(max_tries=3, delay=0.05, max_delay=1.0),
+        client = new_client(
+            self._hosts, self._auth_data, session_timeout=self._session_timeout,
+            connect_tries=-1, retry_delay=0.05, max_retry_delay=self._reconnect_max_delay,
         )
         client.add_listener(functools.partial(self._on_state, gen))
         self._client = client
@@ -356,8 +355,8 @@ class ZooKeeperConfigSource(ConfigSource):
                     f"applied version {applied[0].version}; ignored"
                 )
                 return
-            if self._apply(config, ORIGIN_ZOOKEEPER, modified_at):
-                self._queue_cache_write(document, modified_at)
+            if self._apply(config, ORIGIN_ZOOKEEPER, modified_at) and self._disk is not None:
+                self._disk.save(document, modified_at)
 
     def _apply(self, config: EnforcementConfig, origin: str, modified_at: float) -> bool:
         """Hand a validated, newer config to on_update (after start) and record it."""
@@ -386,120 +385,13 @@ class ZooKeeperConfigSource(ConfigSource):
 
     def _meta(self, config: EnforcementConfig, origin: str) -> ConfigMeta:
         where = (f"zookeeper:{self._hosts}{self._layout.config}" if origin == ORIGIN_ZOOKEEPER
-                 else f"disk:{self._cache_path}")
+                 else f"disk:{None if self._disk is None else self._disk.path}")
         return ConfigMeta(version=config.version, origin=where, applied_at=self._wall())
 
     def _reject(self, reason: str) -> None:
         log.error("config: rejected %s; the previous config keeps serving", reason)
         self._last_rejection = reason
         self._counts["rejected"] += 1
-
-    # -- the last good copy on disk --------------------------------------------------------------
-
-    def _queue_cache_write(self, document: Mapping[str, Any], modified_at: float) -> None:
-        """Hand the document to the writer thread, so disk latency never delays a swap.
-
-        Only the newest pending document is kept: a burst of versions costs one write.
-        """
-        if self._cache_path is None:
-            return
-        with self._cache_cond:
-            self._cache_pending = (document, modified_at)
-            if self._cache_thread is None or not self._cache_thread.is_alive():
-                self._cache_thread = threading.Thread(
-                    target=self._cache_writer, name="enforce-zk-config-cache", daemon=True)
-                self._cache_thread.start()
-            self._cache_cond.notify_all()
-
-    def _cache_writer(self) -> None:
-        cond = self._cache_cond
-        while True:
-            with cond:
-                if not cond.wait_for(lambda: self._cache_pending is not None, timeout=30.0):
-                    self._cache_thread = None  # idle: exit; the next write starts a new one
-                    return
-                pending, self._cache_pending = self._cache_pending, None
-                self._cache_writing = True
-            try:
-                if pending is not None:
-                    self._save_cache(*pending)
-            finally:
-                with cond:
-                    self._cache_writing = False
-                    cond.notify_all()
-
-    def flush_cache(self, timeout: float = 5.0) -> bool:
-        """Wait until queued disk copies are written; False on timeout."""
-        with self._cache_cond:
-            return self._cache_cond.wait_for(
-                lambda: self._cache_pending is None and not self._cache_writing, timeout)
-
-    def _save_cache(self, document: Mapping[str, Any], modified_at: float) -> None:
-        """Atomically replace the disk copy: temp file, fsync, rename, fsync the directory."""
-        path = self._cache_path
-        if path is None:
-            return
-        body = json.dumps(
-            {"format": _CACHE_FORMAT, "path": self._layout.config, "saved_at": self._wall(),
-             "modified_at": modified_at, "document": document},
-            sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-        ).encode()
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(body)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-            self._counts["cache_writes"] += 1
-        except OSError as exc:
-            self._counts["cache_write_errors"] += 1
-            log.warning("config: cannot write the last good config to %s: %s", path, exc)
-
-    def _load_cache(self) -> tuple[EnforcementConfig, float | None] | None:
-        """The disk copy, validated like any other version, and when it was written to
-        ZooKeeper (else saved); None if absent or unusable."""
-        path = self._cache_path
-        if path is None:
-            return None
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            log.warning("config: cannot read the disk copy %s: %s", path, exc)
-            return None
-        try:
-            envelope = decode_document(raw, max_bytes=2 * self._max_bytes)
-            if envelope.get("format") != _CACHE_FORMAT:
-                raise ConfigError(f"unknown format {envelope.get('format')!r}", field="cache")
-            if envelope.get("path") != self._layout.config:
-                raise ConfigError(
-                    f"holds {envelope.get('path')!r}, not {self._layout.config!r}", field="cache"
-                )
-            document = envelope.get("document")
-            if not isinstance(document, dict):
-                raise ConfigError("has no document", field="cache")
-            config = self._validate(document)
-        except EnforceError as exc:
-            self._reject(f"disk copy {path}: {exc}")
-            return None
-        for key in ("modified_at", "saved_at"):
-            when = envelope.get(key)
-            if isinstance(when, int | float) and not isinstance(when, bool):
-                return config, float(when)
-        return config, None
 
 
 def _stop(client: KazooClient | None) -> None:
