@@ -38,4 +38,7 @@ class BuildNative(build_ext):
 setup(
     cffi_modules=["native/build_native.py:ffibuilder"],
     cmdclass={"build_ext": BuildNative},
+    # The extension uses only the stable ABI (cffi builds it with Py_LIMITED_API), so one
+    # wheel serves CPython 3.11 and every later 3.x: tag it cp311-abi3.
+    options={"bdist_wheel": {"py_limited_api": "cp311"}},
 )

@@ -34,8 +34,7 @@ import pytest
 from enforce_sdk.client.async_client import AsyncEnforcementClient
 from enforce_sdk.client.client import EnforcementClient
 from enforce_sdk.demo.sample import sample_labels
-from enforce_sdk.store.storage.base import PutOp
-from enforce_sdk.store.storage.sqlite import SQLiteStorage
+from enforce_sdk.store import PutOp, SQLiteStorage
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:

@@ -33,8 +33,7 @@ import pytest
 from enforce_sdk import Enforcement
 from enforce_sdk.client.client import EnforcementClient
 from enforce_sdk.demo.sample import sample_labels, universe_keys
-from enforce_sdk.store.storage.base import PutOp
-from enforce_sdk.store.storage.sqlite import SQLiteStorage
+from enforce_sdk.store import PutOp, SQLiteStorage
 from enforce_sdk.store_client.client import LabelStoreClient
 
 ROOT = Path(__file__).resolve().parents[1]

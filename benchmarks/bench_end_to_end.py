@@ -45,9 +45,8 @@ from enforce_sdk import Enforcement
 from enforce_sdk.client.client import EnforcementClient
 from enforce_sdk.demo.sample import entity_for, sample_labels, universe_keys
 from enforce_sdk.native.bloom import BloomFilter
+from enforce_sdk.store import PutOp, SQLiteStorage
 from enforce_sdk.store.bloom_snapshot import snapshot_capacity
-from enforce_sdk.store.storage.base import PutOp
-from enforce_sdk.store.storage.sqlite import SQLiteStorage
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:

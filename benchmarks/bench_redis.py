@@ -37,9 +37,7 @@ import pytest
 import redis
 from enforce_sdk.demo.sample import entity_for, sample_labels
 from enforce_sdk.model.label import Label
-from enforce_sdk.store.storage.base import LabelStorage, PutOp
-from enforce_sdk.store.storage.redis_cluster.storage import RedisClusterStorage
-from enforce_sdk.store.storage.sqlite import SQLiteStorage
+from enforce_sdk.store import LabelStorage, PutOp, RedisClusterStorage, SQLiteStorage
 from enforce_sdk.store_client.client import LabelStoreClient
 
 ROOT = Path(__file__).resolve().parents[1]

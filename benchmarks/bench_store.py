@@ -30,8 +30,7 @@ from typing import Any
 import pytest
 
 from enforce_sdk.demo.sample import entity_for, sample_labels
-from enforce_sdk.store.storage.base import PutOp
-from enforce_sdk.store.storage.sqlite import SQLiteStorage
+from enforce_sdk.store import PutOp, SQLiteStorage
 from enforce_sdk.store_client.client import LabelStoreClient
 
 ROOT = Path(__file__).resolve().parents[1]

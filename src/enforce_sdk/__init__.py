@@ -7,7 +7,8 @@ folder they live in (see docs/architecture.md). Optional extras load lazily:
 never imports it.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 from ._errors import (
     AuthError,
@@ -42,7 +43,7 @@ from .policy.selector import Selector
 from .policy.surface import SurfaceConfig
 from .store_client.client import LabelStoreClient
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from .config.zk_admin import ZooKeeperConfigStore
     from .config.zk_source import ZooKeeperConfigSource
 
@@ -55,7 +56,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'enforce_sdk' has no attribute {name!r}")

@@ -12,6 +12,7 @@ import pytest
 from enforce_sdk import ConfigError, Enforcement, Label, Source, SourceType
 from enforce_sdk._errors import AuthError
 from enforce_sdk.native.bloom import BloomFilter
+from enforce_sdk.store import DeleteOp, PutOp, StoreConfig
 from enforce_sdk.store.bloom_snapshot import (
     HEADROOM,
     MIN_KEYS,
@@ -19,8 +20,6 @@ from enforce_sdk.store.bloom_snapshot import (
     build_snapshot,
     snapshot_capacity,
 )
-from enforce_sdk.store.config import StoreConfig
-from enforce_sdk.store.storage.base import DeleteOp, PutOp
 from enforce_sdk.store_client.client import LabelStoreClient
 from tests.fixtures.store_server import StoreServerFactory, StoreServerProcess
 from tests.store._memory_storage import MemoryStorage

@@ -13,7 +13,7 @@ from pathlib import Path
 from enforce_sdk import Label
 from enforce_sdk.demo.sample import sample_labels
 from enforce_sdk.model.records import Action
-from enforce_sdk.store.storage.sqlite import SQLiteStorage
+from enforce_sdk.store import SQLiteStorage
 from enforce_sdk.store_client.client import LabelStoreClient
 from tests.fixtures.store_server import StoreServerProcess
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from enforce_sdk.model.label import Enforcement, Label, Source, SourceType
 from enforce_sdk.model.records import LabelStatus
-from enforce_sdk.store.storage.base import DeleteOp, PutOp
+from enforce_sdk.store import DeleteOp, PutOp
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 MODEL = Source("spam_model", SourceType.AUTOMATED, "v3")

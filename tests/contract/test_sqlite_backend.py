@@ -17,8 +17,8 @@ import pytest
 from enforce_sdk._errors import InvalidInputError, StorageError
 from enforce_sdk.model.label import Source, SourceType
 from enforce_sdk.model.records import LabelStatus
+from enforce_sdk.store import SQLiteStorage
 from enforce_sdk.store.storage import sqlite as _sqlite
-from enforce_sdk.store.storage.sqlite import SQLiteStorage
 
 from ._labels import ACTOR, T0, label, put
 

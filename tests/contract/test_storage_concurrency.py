@@ -10,7 +10,7 @@ import pytest
 
 from enforce_sdk.model.label import Source, SourceType
 from enforce_sdk.model.records import LabelStatus, Outcome
-from enforce_sdk.store.storage.base import LabelStorage
+from enforce_sdk.store import LabelStorage
 
 from ._labels import ACTOR, T0, label, put
 from .conftest import StorageFactory

@@ -9,7 +9,7 @@ import pytest
 from enforce_sdk._errors import InvalidInputError, StorageError
 from enforce_sdk.model.label import Enforcement, Label
 from enforce_sdk.model.records import Action, LabelStatus, Outcome, StoredLabel
-from enforce_sdk.store.storage.base import DeleteOp, LabelStorage, PutOp, WriteOp
+from enforce_sdk.store import DeleteOp, LabelStorage, PutOp, WriteOp
 
 from ._labels import ACTOR, HUMAN, MODEL, MODEL2, T0, Clock, delete, label, put
 from .conftest import StorageFactory

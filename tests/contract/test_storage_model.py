@@ -24,7 +24,7 @@ from hypothesis.stateful import (
 
 from enforce_sdk.model.label import Enforcement, Label
 from enforce_sdk.model.records import Action, ChangeRecord, LabelStatus, Outcome
-from enforce_sdk.store.storage.base import DeleteOp, PutOp, WriteOp
+from enforce_sdk.store import DeleteOp, PutOp, WriteOp
 
 from ._labels import HUMAN, MODEL, MODEL2, T0, Clock, label
 from .conftest import StorageFactory

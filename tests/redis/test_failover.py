@@ -29,7 +29,7 @@ from redis.crc import key_slot
 from enforce_sdk import StorageError
 from enforce_sdk.model.label import Label
 from enforce_sdk.model.records import Action, Outcome, StoredLabel
-from enforce_sdk.store.storage.redis_cluster.storage import RedisClusterStorage
+from enforce_sdk.store import RedisClusterStorage
 from tests.contract._labels import ACTOR, T0, label, put
 from tests.fixtures.redis_cluster import ClusterHarness, start_cluster
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from enforce_sdk.store.head_watcher import HeadWatcher
-from enforce_sdk.store.storage.base import LabelStorage
-from enforce_sdk.store.storage.redis_cluster.storage import RedisClusterStorage
+from enforce_sdk.store import HeadWatcher, LabelStorage, RedisClusterStorage
 from tests.contract._labels import ACTOR, T0, label, put
 
 Factory = Callable[[], LabelStorage]

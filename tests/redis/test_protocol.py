@@ -17,10 +17,9 @@ from redis.crc import key_slot
 
 from enforce_sdk import ConfigError, InvalidInputError, StorageError
 from enforce_sdk.model.records import Action, LabelStatus, Outcome
-from enforce_sdk.store.storage.backends import open_storage
-from enforce_sdk.store.storage.base import LabelStorage
+from enforce_sdk.store import LabelStorage, RedisClusterStorage, open_storage
 from enforce_sdk.store.storage.redis_cluster.conn import NotReplicatedError
-from enforce_sdk.store.storage.redis_cluster.storage import RedisClusterStorage, parse_nodes
+from enforce_sdk.store.storage.redis_cluster.url import parse_nodes
 from tests.contract._labels import ACTOR, HUMAN, MODEL, T0, delete, label, put
 from tests.fixtures.redis_cluster import ClusterHarness, drop_namespace
 

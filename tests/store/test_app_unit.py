@@ -18,9 +18,7 @@ from hypothesis import strategies as st
 
 from enforce_sdk import Enforcement, Label, Source, SourceType, StorageError
 from enforce_sdk.model.wire import Format, decode, encode
-from enforce_sdk.store.app import create_app
-from enforce_sdk.store.config import StoreConfig
-from enforce_sdk.store.storage.base import PutOp
+from enforce_sdk.store import PutOp, StoreConfig, create_app
 
 from ..model.test_label import labels
 from ._memory_storage import MemoryStorage

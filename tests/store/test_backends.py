@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from enforce_sdk import ConfigError
+from enforce_sdk.store import LabelStorage
 from enforce_sdk.store.storage import backends as _backends
 from enforce_sdk.store.storage.backends import open_storage, register_backend, sqlite_path
-from enforce_sdk.store.storage.base import LabelStorage
 
 from ._memory_storage import MemoryStorage
 

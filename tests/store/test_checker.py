@@ -10,8 +10,7 @@ from hypothesis import strategies as st
 
 from enforce_sdk import Enforcement, LabelValidationError, SourceType
 from enforce_sdk.model.records import LabelStatus
-from enforce_sdk.store.checker import LabelChecker, LabelRejectedError
-from enforce_sdk.store.config import StoreConfig
+from enforce_sdk.store import LabelChecker, LabelRejectedError, StoreConfig
 
 
 def raw(entity: str = "pin:1", *, stype: str = "automated", enforcement: str = "block",

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from enforce_sdk.store.head_watcher import HeadWatcher
+from enforce_sdk.store import HeadWatcher
 
 pytestmark = pytest.mark.anyio
 

@@ -8,10 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from enforce_sdk import Enforcement, Label, Source, SourceType
-from enforce_sdk.store.config import StoreConfig
+from enforce_sdk.store import SQLiteStorage, StoreConfig, open_storage
 from enforce_sdk.store.server import start_in_thread
-from enforce_sdk.store.storage.backends import open_storage
-from enforce_sdk.store.storage.sqlite import SQLiteStorage
 from enforce_sdk.store_client.client import LabelStoreClient
 
 

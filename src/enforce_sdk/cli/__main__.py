@@ -1,5 +1,5 @@
 """`python -m enforce_sdk.cli ...`: the same as the `enforce-sdk` console script."""
 
-from . import main
+from ._entry import run
 
-main(prog_name="enforce-sdk")
+run()
