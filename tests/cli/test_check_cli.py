@@ -20,6 +20,7 @@ from enforce_sdk import Enforcement, Label, Source, SourceType
 from enforce_sdk.cli import main
 from enforce_sdk.store_client.client import LabelStoreClient
 from tests.fixtures.store_server import StoreServerProcess
+from tests.helpers import free_port as _free_port
 
 REVIEW = Source("review_tool", SourceType.HUMAN, "alice")
 CONFIG_TOML = """
@@ -77,12 +78,6 @@ def test_decisions_from_a_real_store(store_server: StoreServerProcess, config: P
                  token=reader)
     assert typo.exit_code == 2
     assert "unknown link kind 'domian'" in typo.stderr and typo.stdout == ""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize(("surface", "shown"), [("home_feed", "allow"), ("search", "block")])

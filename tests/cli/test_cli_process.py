@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from enforce_sdk.model.records import Action
 from enforce_sdk.store import SQLiteStorage
 from enforce_sdk.store_client.client import LabelStoreClient
 from tests.fixtures.store_server import StoreServerProcess
+from tests.helpers import wait_until
 
 CLI = [sys.executable, "-m", "enforce_sdk.cli"]
 
@@ -79,15 +79,6 @@ def _tagged_labels() -> list[Label]:
     return out
 
 
-def _wait_for(predicate: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _chunks_done(checkpoint: Path) -> int:
     try:
         return int(json.loads(checkpoint.read_text())["chunks_done"])
@@ -109,7 +100,7 @@ def test_kill_9_store_during_import(store_server: StoreServerProcess, tmp_path: 
          str(checkpoint), "--retries", "0", "--timeout", "5"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(lambda: _chunks_done(checkpoint) >= 10, 60, "10 acknowledged chunks")
+        wait_until(lambda: _chunks_done(checkpoint) >= 10, "10 acknowledged chunks", 60)
         store_server.kill()
         out, err = importer.communicate(timeout=60)
     finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from enforce_sdk.cli import main
 from enforce_sdk.demo.sample import sample_labels
 from enforce_sdk.store_client.client import LabelStoreClient
 from tests.fixtures.store_server import StoreServerProcess
+from tests.helpers import free_port as _free_port
 
 
 def invoke(server: StoreServerProcess | None, *args: str, role: str = "writer",
@@ -21,12 +21,6 @@ def invoke(server: StoreServerProcess | None, *args: str, role: str = "writer",
     if server is not None:
         env = {"ENFORCE_STORE_URL": server.url, "ENFORCE_STORE_TOKEN": server.tokens[role]}
     return CliRunner().invoke(main, list(args), env=env, input=stdin, catch_exceptions=False)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_put_get_history_rm(store_server: StoreServerProcess) -> None:

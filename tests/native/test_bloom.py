@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 
 from enforce_sdk import InvalidInputError
 from enforce_sdk.native.bloom import BloomFilter, signature, signatures
-
-from .sig64_reference import block_and_positions
+from tests.native.sig64_reference import block_and_positions
 
 KEY = st.text(
     alphabet=st.characters(exclude_categories=("Cs",), exclude_characters="\n"), max_size=40

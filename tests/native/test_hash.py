@@ -14,8 +14,7 @@ from hypothesis import strategies as st
 
 from enforce_sdk import InvalidInputError
 from enforce_sdk.native.bloom import DEFAULT_SEED, HASH_ID, HASH_NAME, signature, signatures
-
-from .sig64_reference import sig64 as reference_sig64
+from tests.native.sig64_reference import sig64 as reference_sig64
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,6 +1,6 @@
 """An in-memory LabelStorage for unit tests of the service (not a product backend).
 
-It runs the storage contract suite (tests/contract) like the real backends, so
+It runs the storage contract suite (tests/store/storage/) like the real backends, so
 the unit tests that use it stand on a faithful double.
 """
 

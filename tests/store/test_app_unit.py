@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from enforce_sdk import Enforcement, Label, Source, SourceType, StorageError
 from enforce_sdk.model.wire import Format, decode, encode
 from enforce_sdk.store import PutOp, StoreConfig, create_app
-
-from ..model.test_label import labels
-from ._memory_storage import MemoryStorage
+from tests.helpers import FakeClock
+from tests.model.test_label import labels
+from tests.store._memory_storage import MemoryStorage
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TOKENS = {"reader": "reader-token-1", "writer": "writer-token-1"}
@@ -31,14 +31,6 @@ CONFIG = StoreConfig.from_dict({
     "tokens": [{"name": f"t-{role}", "role": role, "token": tok} for role, tok in TOKENS.items()],
 })
 AUTH = {"Authorization": f"Bearer {TOKENS['writer']}"}
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def label(entity: str = "pin:1", name: str = "v1") -> Label:
@@ -64,12 +56,12 @@ def storage() -> MemoryStorage:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> FakeClock[datetime]:
+    return FakeClock(T0)
 
 
 @pytest.fixture
-async def http(storage: MemoryStorage, clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
+async def http(storage: MemoryStorage, clock: FakeClock[datetime]) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(CONFIG, storage, clock=clock)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with app.router.lifespan_context(app), httpx.AsyncClient(
@@ -80,7 +72,7 @@ async def http(storage: MemoryStorage, clock: FakeClock) -> AsyncIterator[httpx.
 
 
 async def test_writes_are_stamped_with_the_injected_clock(
-    http: httpx.AsyncClient, storage: MemoryStorage, clock: FakeClock
+    http: httpx.AsyncClient, storage: MemoryStorage, clock: FakeClock[datetime]
 ) -> None:
     clock.now = T0 + timedelta(hours=3)
     r = await http.post("/v1/labels", json=label_body(label()), headers=AUTH)
@@ -103,7 +95,7 @@ async def test_write_batches_are_logged_with_actor_and_counts(
 
 
 async def test_prune_past_retention_answers_410(
-    http: httpx.AsyncClient, storage: MemoryStorage, clock: FakeClock
+    http: httpx.AsyncClient, storage: MemoryStorage, clock: FakeClock[datetime]
 ) -> None:
     service = http.service  # type: ignore[attr-defined]
     await http.post("/v1/labels", json=label_body(label("pin:1"), label("pin:2")), headers=AUTH)

@@ -10,8 +10,7 @@ from enforce_sdk import ConfigError
 from enforce_sdk.store import LabelStorage
 from enforce_sdk.store.storage import backends as _backends
 from enforce_sdk.store.storage.backends import open_storage, register_backend, sqlite_path
-
-from ._memory_storage import MemoryStorage
+from tests.store._memory_storage import MemoryStorage
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,8 +15,8 @@ from enforce_sdk import AuthError, Enforcement, FeedTooOldError, Label, Source, 
 from enforce_sdk.model.records import Action, LabelStatus, Outcome
 from enforce_sdk.model.wire import decode
 from enforce_sdk.store_client.client import ChangesPage, LabelStoreClient
-
-from ..fixtures.store_server import StoreServerFactory, StoreServerProcess
+from tests.fixtures.store_server import StoreServerFactory, StoreServerProcess
+from tests.helpers import wait_until
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 MODEL = Source("spam_model", SourceType.AUTOMATED, "v1")
@@ -39,14 +38,6 @@ def writer(store_server: StoreServerProcess) -> Iterator[LabelStoreClient]:
 def reader(store_server: StoreServerProcess) -> Iterator[LabelStoreClient]:
     with LabelStoreClient(store_server.url, token=store_server.tokens["reader"]) as c:
         yield c
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def connections_to(server: StoreServerProcess) -> int:

@@ -12,8 +12,7 @@ import msgpack
 import pytest
 
 from enforce_sdk.model.wire import decode, encode
-
-from ..fixtures.store_server import StoreServerProcess, StoreServerStartError
+from tests.fixtures.store_server import StoreServerProcess, StoreServerStartError
 
 GOOD: dict[str, Any] = {
     "entity": "pin:1",

@@ -15,7 +15,7 @@ link's winner counts only if the surface lists that link kind and the winner's
 enforcement is at least the configured minimum. The final winner is the most
 severe of the item's own winner and the counted link winners (the item's own
 label first at equal severity, then score, then recency). docs/resolver.md has
-worked examples; tests/sdk/test_resolver.py checks the same numbers.
+worked examples; tests/policy/test_resolver.py checks the same numbers.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ automated negative on a trusted entity, see the Label Checker) are stored and
 listed for review but not served.
 
 Records (StoredLabel, AuditEvent, ChangeRecord, ...) live in model/records: the SDK
-reads them too. The behaviour is pinned by tests/contract/, which every backend must pass.
+reads them too. The behaviour is pinned by tests/store/storage/, which every backend must pass.
 """
 
 from __future__ import annotations

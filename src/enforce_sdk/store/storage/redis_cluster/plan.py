@@ -8,7 +8,7 @@ commits the plan; the global base sequence number is only known at commit, so
 every stored value that carries a seq is written as `"<seq>|<json>"` by the
 Lua scripts from `base + offset`.
 
-The semantics mirror the SQLite backend (they are pinned by tests/contract/):
+The semantics mirror the SQLite backend (they are pinned by tests/store/storage/):
 a put identical in label and status is a no-op (and dismisses nothing); a put
 with `decides_pending` dismisses the entity's other pending labels, in source
 key order, after its own change; `labeled` is evaluated after each change.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from typing import Any
@@ -19,6 +19,7 @@ from enforce_sdk.client.client import EnforcementClient
 from enforce_sdk.config.source import StaticConfigSource
 from enforce_sdk.store_client.client import LabelStoreClient
 from tests.fixtures.store_server import StoreServerFactory, StoreServerProcess
+from tests.helpers import wait_until
 
 REVIEW = Source("review_tool", SourceType.HUMAN, "alice")
 CONFIG: dict[str, Any] = {
@@ -32,14 +33,6 @@ CONFIG: dict[str, Any] = {
     "bloom": {"enabled": True, "max_staleness": "5s", "refresh_interval": "1s"},
 }
 FRESHNESS_BOUND = 5.0  # seconds; the feed long-poll delivers well under this
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def block(entity: str) -> Label:

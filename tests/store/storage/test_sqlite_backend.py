@@ -19,8 +19,7 @@ from enforce_sdk.model.label import Source, SourceType
 from enforce_sdk.model.records import LabelStatus
 from enforce_sdk.store import SQLiteStorage
 from enforce_sdk.store.storage import sqlite as _sqlite
-
-from ._labels import ACTOR, T0, label, put
+from tests.store.storage._labels import ACTOR, T0, label, put
 
 
 @pytest.fixture

@@ -25,9 +25,8 @@ from hypothesis.stateful import (
 from enforce_sdk.model.label import Enforcement, Label
 from enforce_sdk.model.records import Action, ChangeRecord, LabelStatus, Outcome
 from enforce_sdk.store import DeleteOp, PutOp, WriteOp
-
-from ._labels import HUMAN, MODEL, MODEL2, T0, Clock, label
-from .conftest import StorageFactory
+from tests.store.storage._labels import HUMAN, MODEL, MODEL2, T0, Clock, label
+from tests.store.storage.conftest import StorageFactory
 
 SOURCES = [MODEL, MODEL2, HUMAN]
 _RUNS = itertools.count()

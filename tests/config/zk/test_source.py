@@ -17,9 +17,7 @@ from enforce_sdk._errors import ConfigError
 from enforce_sdk.config.zk_admin import ZooKeeperConfigStore
 from enforce_sdk.config.zk_layout import ConfigLayout, encode_document
 from enforce_sdk.config.zk_source import ZooKeeperConfigSource
-from tests.fixtures.zookeeper import TcpProxy, ZooKeeperServer, expire_session, wait_for
-
-from ._helpers import (
+from tests.config.zk._helpers import (
     ADMIN,
     ROOT,
     SDK,
@@ -28,6 +26,7 @@ from ._helpers import (
     document,
     write_around_the_cli,
 )
+from tests.fixtures.zookeeper import TcpProxy, ZooKeeperServer, expire_session, wait_for
 
 ProxyFactory = Callable[[ZooKeeperServer], TcpProxy]
 

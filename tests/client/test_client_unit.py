@@ -21,6 +21,7 @@ from enforce_sdk import (
 )
 from enforce_sdk.client.client import EnforcementClient
 from enforce_sdk.config.source import StaticConfigSource
+from tests.helpers import FakeClock
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 REVIEW = Source("review_tool", SourceType.HUMAN, "alice")
@@ -66,20 +67,12 @@ class FakeStore:
         self.closed = True
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.mono = 100.0
-
-    def __call__(self) -> float:
-        return self.mono
-
-
-def make(store: FakeStore, config: Any = CONFIG, clock: Clock | None = None) -> EnforcementClient:
+def make(store: FakeStore, config: Any = CONFIG, clock: FakeClock[float] | None = None) -> EnforcementClient:
     return EnforcementClient(
         "http://unused",
         config,
         store=store,
-        timer=clock or Clock(),
+        timer=clock or FakeClock(),
         wall_clock=lambda: NOW.timestamp(),
     )
 
@@ -183,17 +176,17 @@ def test_a_store_error_is_told_apart_from_an_unreachable_store() -> None:
 
 
 def test_stale_entries_are_served_within_bound_while_store_is_down_then_recover() -> None:
-    clock = Clock()
+    clock = FakeClock()
     store = FakeStore([label("pin:1", Enforcement.BLOCK)])
     with make(store, clock=clock) as client:
         assert not client.check("pin:1", "home_feed").visible
         store.fail = StoreUnavailableError("down")
-        clock.mono += 120  # past the 60 s TTL, within the 10 min stale bound
+        clock.tick(120)  # past the 60 s TTL, within the 10 min stale bound
         stale = client.check("pin:1", "home_feed")
         assert not stale.visible and stale.degraded
         assert stale.degraded_reason == "stale: store unreachable (down)"
         assert client.stats.stale_served == 1
-        clock.mono += 3600  # past the stale bound: fail mode
+        clock.tick(3600)  # past the stale bound: fail mode
         failed = client.check("pin:1", "home_feed")
         assert failed.visible and "fail_open" in (failed.degraded_reason or "")
         store.fail = None  # store back
@@ -239,7 +232,7 @@ def test_decisions_of_labeled_entities_are_reused_briefly_and_never_past_an_expi
     )
     store = FakeStore([expiring])
     client = EnforcementClient(
-        "http://unused", CONFIG, store=store, timer=Clock(), wall_clock=lambda: wall[0]
+        "http://unused", CONFIG, store=store, timer=FakeClock(), wall_clock=lambda: wall[0]
     )
     with client:
         assert not client.check("pin:1", "home_feed").visible  # fetched
@@ -256,7 +249,7 @@ def test_memo_lasts_at_most_a_second() -> None:
     wall = [NOW.timestamp()]
     store = FakeStore([label("pin:1", Enforcement.BLOCK)])
     with EnforcementClient(
-        "http://unused", CONFIG, store=store, timer=Clock(), wall_clock=lambda: wall[0]
+        "http://unused", CONFIG, store=store, timer=FakeClock(), wall_clock=lambda: wall[0]
     ) as client:
         client.check("pin:1", "home_feed")
         first = client.check("pin:1", "home_feed")

@@ -11,9 +11,8 @@ import pytest
 from enforce_sdk.model.label import Source, SourceType
 from enforce_sdk.model.records import LabelStatus, Outcome
 from enforce_sdk.store import LabelStorage
-
-from ._labels import ACTOR, T0, label, put
-from .conftest import StorageFactory
+from tests.store.storage._labels import ACTOR, T0, label, put
+from tests.store.storage.conftest import StorageFactory
 
 ENTITIES = [f"pin:{i}" for i in range(20)]
 

@@ -9,17 +9,7 @@ import pytest
 
 from enforce_sdk import Enforcement, Label, Source, SourceType
 from enforce_sdk.client.cache import NO_LABELS, LabelCache
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def tick(self, seconds: float) -> None:
-        self.now += seconds
+from tests.helpers import FakeClock
 
 
 def label(entity: str, system: str = "review_tool") -> Label:

@@ -17,14 +17,14 @@ from typing import Any
 
 import pytest
 
-import tests.sdk.test_client_integration as integration
-import tests.sdk.test_client_unit as unit
+import tests.client.test_client_integration as integration
+import tests.client.test_client_unit as unit
 from enforce_sdk import Enforcement, Label, StoreUnavailableError
 from enforce_sdk.client.async_client import AsyncEnforcementClient
 from enforce_sdk.store_client.client import LabelStoreClient
+from tests.client.test_client_integration import fault_server, writer  # noqa: F401 - fixtures
+from tests.client.test_client_unit import CONFIG, NOW, FakeStore, label
 from tests.fixtures.store_server import StoreServerProcess
-from tests.sdk.test_client_integration import fault_server, writer  # noqa: F401 - fixtures
-from tests.sdk.test_client_unit import CONFIG, NOW, FakeStore, label
 
 
 class AsyncStore:

@@ -21,9 +21,9 @@ from enforce_sdk import EnforcementClient
 from enforce_sdk.model.label import Enforcement, Label, Source, SourceType
 from enforce_sdk.model.records import Action, Outcome
 from enforce_sdk.store_client.client import ChangesPage, LabelStoreClient
-from tests.contract._labels import T0
 from tests.fixtures.redis_cluster import ClusterHarness, drop_namespace
 from tests.fixtures.store_server import StoreServerProcess, StoreServerStartError
+from tests.store.storage._labels import T0
 
 MODEL = Source("spam_model", SourceType.AUTOMATED, "v3")
 REVIEW = Source("review_tool", SourceType.HUMAN, "queue_a")

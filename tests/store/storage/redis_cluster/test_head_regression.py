@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Callable
 
 from enforce_sdk.store import HeadWatcher, LabelStorage, RedisClusterStorage
-from tests.contract._labels import ACTOR, T0, label, put
+from tests.store.storage._labels import ACTOR, T0, label, put
 
 Factory = Callable[[], LabelStorage]
 

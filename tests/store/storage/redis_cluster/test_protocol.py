@@ -20,8 +20,8 @@ from enforce_sdk.model.records import Action, LabelStatus, Outcome
 from enforce_sdk.store import LabelStorage, RedisClusterStorage, open_storage
 from enforce_sdk.store.storage.redis_cluster.conn import NotReplicatedError
 from enforce_sdk.store.storage.redis_cluster.url import parse_nodes
-from tests.contract._labels import ACTOR, HUMAN, MODEL, T0, delete, label, put
 from tests.fixtures.redis_cluster import ClusterHarness, drop_namespace
+from tests.store.storage._labels import ACTOR, HUMAN, MODEL, T0, delete, label, put
 
 Factory = Callable[[], LabelStorage]
 

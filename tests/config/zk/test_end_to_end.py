@@ -19,10 +19,9 @@ from enforce_sdk.cli._config import config
 from enforce_sdk.client.client import EnforcementClient
 from enforce_sdk.config.zk_source import ZooKeeperConfigSource
 from enforce_sdk.store_client.client import LabelStoreClient
+from tests.config.zk._helpers import ADMIN, ROOT, document, write_around_the_cli
 from tests.fixtures.store_server import StoreServerProcess
 from tests.fixtures.zookeeper import wait_for
-
-from ._helpers import ADMIN, ROOT, document, write_around_the_cli
 
 REVIEW = Source("review_tool", SourceType.HUMAN, "alice")
 

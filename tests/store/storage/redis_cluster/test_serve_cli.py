@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -18,12 +17,7 @@ from enforce_sdk.cli import main
 from enforce_sdk.store_client.client import LabelStoreClient
 from tests.fixtures.redis_cluster import ClusterHarness, drop_namespace
 from tests.fixtures.store_server import LISTENING_RE, StoreServerProcess
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.helpers import free_port
 
 
 def test_serve_with_storage_flag_reads_and_writes_the_cluster(

@@ -10,9 +10,8 @@ from enforce_sdk._errors import InvalidInputError, StorageError
 from enforce_sdk.model.label import Enforcement, Label
 from enforce_sdk.model.records import Action, LabelStatus, Outcome, StoredLabel
 from enforce_sdk.store import DeleteOp, LabelStorage, PutOp, WriteOp
-
-from ._labels import ACTOR, HUMAN, MODEL, MODEL2, T0, Clock, delete, label, put
-from .conftest import StorageFactory
+from tests.store.storage._labels import ACTOR, HUMAN, MODEL, MODEL2, T0, Clock, delete, label, put
+from tests.store.storage.conftest import StorageFactory
 
 W, P, N, D, NF = Outcome.WRITTEN, Outcome.PENDING, Outcome.NOOP, Outcome.DELETED, Outcome.NOT_FOUND
 

@@ -21,8 +21,7 @@ from enforce_sdk.cli._config import config
 from enforce_sdk.config.zk_admin import ZooKeeperConfigStore
 from enforce_sdk.config.zk_layout import ConfigLayout
 from enforce_sdk.demo.sample import sample_labels
-
-from ._helpers import ADMIN, ROOT, SDK, admin_client, document, write_around_the_cli
+from tests.config.zk._helpers import ADMIN, ROOT, SDK, admin_client, document, write_around_the_cli
 
 Invoke = Callable[..., Result]
 

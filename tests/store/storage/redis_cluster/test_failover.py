@@ -30,8 +30,8 @@ from enforce_sdk import StorageError
 from enforce_sdk.model.label import Label
 from enforce_sdk.model.records import Action, Outcome, StoredLabel
 from enforce_sdk.store import RedisClusterStorage
-from tests.contract._labels import ACTOR, T0, label, put
 from tests.fixtures.redis_cluster import ClusterHarness, start_cluster
+from tests.store.storage._labels import ACTOR, T0, label, put
 
 WRITERS = 4
 BATCH = 3

@@ -33,7 +33,8 @@ from enforce_sdk.client.fetch import SingleFlightFetcher
 from enforce_sdk.client.follower import FeedFollower
 from enforce_sdk.client.stats import Stats
 from enforce_sdk.model.records import Action, ChangeRecord
-from tests.sdk.test_client_unit import CONFIG, NOW
+from tests.client.test_client_unit import CONFIG, NOW
+from tests.helpers import FakeClock
 
 DEADLINE = 10.0
 
@@ -61,14 +62,6 @@ async def eventually_async(cond: Callable[[], bool], what: str) -> None:
     while not cond():
         assert time.monotonic() < deadline, f"timed out waiting for: {what}"
         await asyncio.sleep(0.002)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class GatedStore:

@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 
 from enforce_sdk.config.zk_layout import encode_document
 from enforce_sdk.config.zk_source import ZooKeeperConfigSource
-
-from ._helpers import ROOT, Recorder, document
+from tests.config.zk._helpers import ROOT, Recorder, document
 
 # a stream of node contents: a valid document of some version, or garbage
 _item = st.one_of(
@@ -53,10 +52,12 @@ def test_disk_copy_round_trip_and_foreign_copy(tmp_path: Path) -> None:
     assert source.flush_cache()
     assert json.loads(cache.read_text())["document"]["version"] == 7
     again = ZooKeeperConfigSource("127.0.0.1:1", ROOT, cache_path=cache)
-    loaded = again._load_cache()
+    assert again._disk is not None
+    loaded = again._disk.load(again._reject)
     assert loaded is not None and loaded[0].version == 7
     other = ZooKeeperConfigSource("127.0.0.1:1", "/enforce_sdk/other", cache_path=cache)
-    assert other._load_cache() is None  # a copy of another namespace is never served
+    assert other._disk is not None
+    assert other._disk.load(other._reject) is None  # a copy of another namespace is never served
     assert "not '/enforce_sdk/other/config'" in (other.stats()["last_rejection"] or "")
 
 

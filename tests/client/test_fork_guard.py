@@ -1,6 +1,6 @@
 """after_fork() re-creates a client's resources only in a new process; elsewhere it is a no-op.
 
-The os.register_at_fork hook calls it in every forked child (tests/sdk/test_prefork.py
+The os.register_at_fork hook calls it in every forked child (tests/client/test_prefork.py
 forks for real). Here: calling it in the process that made the client, even with
 a live change-feed follower, changes nothing; in a "child" (os.getpid patched) it
 re-creates once, and a second call there changes nothing more.
@@ -17,9 +17,9 @@ import pytest
 from enforce_sdk.client.async_client import AsyncEnforcementClient
 from enforce_sdk.client.client import EnforcementClient
 from enforce_sdk.store_client.client import LabelStoreClient
+from tests.client.test_async_client import AsyncStore
+from tests.client.test_client_unit import CONFIG, FakeStore
 from tests.fixtures.store_server import StoreServerProcess
-from tests.sdk.test_async_client import AsyncStore
-from tests.sdk.test_client_unit import CONFIG, FakeStore
 
 
 def _feed_threads() -> list[threading.Thread]:
