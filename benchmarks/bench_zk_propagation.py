@@ -161,7 +161,7 @@ def _bare_kazoo_baseline(hosts: str, rounds: int) -> list[float]:
     from kazoo.client import KazooClient
     from kazoo.recipe.watchers import DataWatch
 
-    from enforce_sdk.config.zk_layout import encode_document
+    from enforce_sdk.config.zk_document import encode_document
 
     writer, watcher = KazooClient(hosts=hosts), KazooClient(hosts=hosts)
     writer.start(timeout=15)

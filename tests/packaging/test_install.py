@@ -106,3 +106,16 @@ def test_the_plain_sdk_checks_against_a_store_from_another_venv(
     out = _run(plain_venv, "-c", script, store_server.url, store_server.tokens["reader"],
                timeout=120).splitlines()
     assert out == ["pin:77 block False False", "pin:78 allow True False", "False"]
+
+
+def test_the_cli_extra_alone_runs_the_command_line(plain_venv: Path, tmp_path: Path) -> None:
+    """Last in this module: it adds click and tqdm to the shared plain venv."""
+    _run(plain_venv, "-m", "pip", "install", "--quiet", "click>=8.1", "tqdm>=4.66")
+    cli = plain_venv.parent / "enforce-sdk"
+    assert "labels" in _run(cli, "--help")
+    doc = tmp_path / "enforce.json"
+    doc.write_text('{"version": 3, "surfaces": {"home_feed": {}}}')
+    assert "version 3" in _run(cli, "config", "validate", doc)  # offline: no kazoo needed
+    done = subprocess.run([cli, "config", "get", "--hosts", "127.0.0.1:9"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and "enforce-sdk[zookeeper]" in done.stderr, done.stderr

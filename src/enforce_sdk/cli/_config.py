@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
 
@@ -33,12 +33,14 @@ from ..config.dryrun import (
     load_sample_file,
     merge_samples,
 )
-from ..config.zk_admin import CurrentConfig, ZooKeeperConfigStore
-from ..config.zk_layout import DEFAULT_ROOT, MAX_DOCUMENT_BYTES, decode_document, encode_document
+from ..config.zk_document import DEFAULT_ROOT, MAX_DOCUMENT_BYTES, decode_document, encode_document
 from ..model.label import Label
 from ..store_client.client import LabelStoreClient
 from ._common import EXIT_REJECTED, EXIT_USAGE, TOKEN_ENV, URL_ENV, CliError, describe_store_error
 from ._common import with_errors as common_with_errors
+
+if TYPE_CHECKING:
+    from ..config.zk_admin import CurrentConfig, ZooKeeperConfigStore
 
 HOSTS_ENV = "ENFORCE_ZK_HOSTS"
 PATH_ENV = "ENFORCE_ZK_PATH"
@@ -102,6 +104,15 @@ def with_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 def _store(hosts: str, root: str, auth: str | None, zk_timeout: float,
            readers: tuple[str, ...] = ()) -> ZooKeeperConfigStore:
+    """The ZooKeeper admin; kazoo (the [zookeeper] extra) loads only for commands that talk
+    to ZooKeeper, so the offline ones (validate, diff, dry run) work without it."""
+    try:
+        from ..config.zk_admin import ZooKeeperConfigStore
+    except ModuleNotFoundError as exc:
+        if exc.name != "kazoo":
+            raise
+        raise CliError("this command talks to ZooKeeper: pip install 'enforce-sdk[zookeeper]'",
+                       EXIT_USAGE) from exc
     return ZooKeeperConfigStore(hosts, root, auth=auth, readers=readers, timeout=zk_timeout)
 
 

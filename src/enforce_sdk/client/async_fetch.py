@@ -1,12 +1,12 @@
 """Fetching cache misses from the store in one event loop: single flight, coalesced, bounded.
 
-The asyncio counterpart of _fetch, with the same rules (_coalesce.BatchQueue
+The asyncio counterpart of client/fetch, with the same rules (coalesce.BatchQueue
 decides which keys go and when). Batches are sent by tasks the fetcher owns,
 not by the caller's coroutine: a caller cancelled mid-check (a request
 timeout) does not cancel a read other callers are waiting on. A window timer
 (`loop.call_later`) sends keys that fall due while a slot is free; a finished
 read sends what waits for its slot. Bound to the loop it is created in.
-Reads racing the change feed are handled as in _fetch (see _coalesce).
+Reads racing the change feed are handled as in client/fetch (see client/coalesce).
 """
 
 from __future__ import annotations

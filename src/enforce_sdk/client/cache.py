@@ -15,7 +15,7 @@ the cache is one OrderedDict whose values carry their own deadlines:
 
 Only canonical keys are ever stored, which lets the client skip
 canonicalisation when a raw key hits. A labeled entry also carries a small
-memo of decisions per surface, which the client fills (see _client).
+memo of decisions per surface, which the read path fills (see client/read_path).
 
 Evictions and fills race: a store read that started before a write can
 answer after the change feed evicted the key, and caching its answer would

@@ -12,7 +12,7 @@ Concurrent checks that miss the cache are merged into batched store reads:
   free slot, so concurrent load never piles up on the HTTP connection pool.
 
 `BatchQueue` only decides (which keys, when); the fetchers do the waiting and
-the I/O with threads (`_fetch`) or asyncio (`_async_fetch`). The functions
+the I/O with threads (`client/fetch`) or asyncio (`client/async_fetch`). The functions
 below account for one store round trip the same way in both.
 
 Against the change feed: each batch (a `Flight`) carries the cache's eviction

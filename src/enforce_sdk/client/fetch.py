@@ -1,7 +1,7 @@
 """Fetching cache misses from the store across threads: single flight, coalesced, bounded.
 
 Concurrent callers missing the same key share one fetch, and misses of
-different callers are merged into batched reads (see _coalesce for the rules:
+different callers are merged into batched reads (see client/coalesce for the rules:
 no wait when nothing is in flight, a short window otherwise, at most
 `max_in_flight` requests at once). There is no background thread: the calling
 threads send the batches themselves. A caller whose keys still wait unsent
@@ -9,7 +9,7 @@ sends the next batch when it is due and a slot is free (that batch may carry
 other callers' keys, oldest first); otherwise it sleeps on a condition that
 every finished request signals. Results land in the cache before the futures
 resolve, except for keys the change feed evicted while the read was in flight
-(see _coalesce). A caller waits at most `wait_timeout` for reads other threads
+(see client/coalesce). A caller waits at most `wait_timeout` for reads other threads
 send; a thread sends no batch after its deadline, but one it is sending
 lasts as long as the read and its retries.
 """

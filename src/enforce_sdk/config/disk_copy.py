@@ -20,7 +20,7 @@ from typing import Any
 
 from .._errors import ConfigError, EnforceError
 from .document import EnforcementConfig
-from .zk_layout import decode_document
+from .zk_document import decode_document
 
 log = logging.getLogger(__name__)
 

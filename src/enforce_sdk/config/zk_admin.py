@@ -27,18 +27,20 @@ from kazoo.security import ACL
 from .._errors import ConfigConflictError, ConfigError, ConfigPermissionError, ConfigSourceError
 from ..model.label import format_time
 from .document import EnforcementConfig
-from .zk_layout import (
+from .zk_document import (
     DEFAULT_ROOT,
     MAX_DOCUMENT_BYTES,
+    decode_document,
+    decode_envelope,
+    encode_document,
+    encode_envelope,
+)
+from .zk_layout import (
     ConfigLayout,
     check_hosts,
     check_namespace_acls,
     config_acls,
-    decode_document,
-    decode_envelope,
     digest_auth,
-    encode_document,
-    encode_envelope,
     kazoo_errors,
     new_client,
     parse_credential,

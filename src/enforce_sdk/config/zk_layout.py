@@ -13,6 +13,7 @@ config-admin digest identity may do everything, readers (world, or named digest
 identities) may only read. Ancestors above the root keep ZooKeeper's default
 ACL, so other namespaces (with other admins) can be created next to it.
 
+The document codec (kazoo-free) is in zk_document and re-exported here.
 kazoo's exceptions are translated into this package's errors in one place,
 `kazoo_errors()`.
 """
@@ -20,11 +21,9 @@ kazoo's exceptions are translated into this package's errors in one place,
 from __future__ import annotations
 
 import contextlib
-import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import (
@@ -47,18 +46,14 @@ from kazoo.security import ACL, Id, Permissions, make_digest_acl
 
 from .._errors import (
     ConfigConflictError,
-    ConfigError,
     ConfigPermissionError,
     ConfigSourceError,
     InvalidInputError,
 )
+from .zk_document import (
+    DEFAULT_ROOT,
+)
 
-DEFAULT_ROOT = "/enforce_sdk/default"
-#: Hard cap on a config document: far below ZooKeeper's 1 MB jute.maxbuffer,
-#: leaving room for the history envelope and protocol overhead.
-MAX_DOCUMENT_BYTES = 256 * 1024
-#: A history envelope adds who/when/why to the document; this bounds that part.
-MAX_ENVELOPE_OVERHEAD = 8 * 1024
 _HISTORY_NAME = re.compile(r"v(\d{12})")
 _PATH_RE = re.compile(r"(/[A-Za-z0-9_.\-]+)+")
 _CREDENTIAL_RE = re.compile(r"([^:\s]{1,64}):(\S{1,256})")
@@ -102,53 +97,14 @@ def parse_history_name(name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-# -- the document on the wire -----------------------------------------------------------------
 
 
-def encode_document(document: Mapping[str, Any], *, max_bytes: int = MAX_DOCUMENT_BYTES) -> bytes:
-    """Compact, key-sorted JSON, refused if larger than `max_bytes`."""
-    try:
-        data = json.dumps(document, sort_keys=True, separators=(",", ":"),
-                          ensure_ascii=False, allow_nan=False).encode()
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"not representable as JSON: {exc}", field="document") from exc
-    if len(data) > max_bytes:
-        raise ConfigError(
-            f"{len(data)} bytes as JSON, over the {max_bytes}-byte limit", field="document"
-        )
-    return data
 
 
-def decode_document(data: bytes | None, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> dict[str, Any]:
-    """Parse a node's bytes into a JSON object; ConfigError names what is wrong."""
-    if data is None:
-        raise ConfigError("the config node does not exist", field="document")
-    if not data:
-        raise ConfigError("the config node is empty", field="document")
-    if len(data) > max_bytes:
-        raise ConfigError(f"{len(data)} bytes, over the {max_bytes}-byte limit", field="document")
-    try:
-        document = json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"not UTF-8 at byte {exc.start}", field="document") from exc
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", field="document"
-        ) from exc
-    if not isinstance(document, dict):
-        raise ConfigError(f"must be a JSON object, got {type(document).__name__}", field="document")
-    return document
 
 
-def encode_envelope(envelope: Mapping[str, Any]) -> bytes:
-    return encode_document(envelope, max_bytes=MAX_DOCUMENT_BYTES + MAX_ENVELOPE_OVERHEAD)
 
 
-def decode_envelope(data: bytes | None) -> dict[str, Any]:
-    envelope = decode_document(data, max_bytes=MAX_DOCUMENT_BYTES + MAX_ENVELOPE_OVERHEAD)
-    if not isinstance(envelope.get("document"), dict):
-        raise ConfigError("history entry has no document", field="history")
-    return envelope
 
 
 def check_hosts(hosts: str) -> str:

@@ -45,15 +45,8 @@ from .._errors import ConfigError, ConfigSourceError, EnforceError
 from .disk_copy import LastGoodCopy, Validator
 from .document import EnforcementConfig
 from .source import ConfigMeta, ConfigSource
-from .zk_layout import (
-    DEFAULT_ROOT,
-    MAX_DOCUMENT_BYTES,
-    ConfigLayout,
-    check_hosts,
-    decode_document,
-    digest_auth,
-    new_client,
-)
+from .zk_document import DEFAULT_ROOT, MAX_DOCUMENT_BYTES, decode_document
+from .zk_layout import ConfigLayout, check_hosts, digest_auth, new_client
 
 log = logging.getLogger(__name__)
 

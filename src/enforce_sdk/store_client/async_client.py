@@ -3,7 +3,7 @@
 Only what the async client's read path needs (`POST /v1/labels/query` in
 batches); writes, history and the change feed stay on the sync
 LabelStoreClient. Request encoding, error translation and response parsing
-are _store_client's, so both faces speak the same protocol and raise the same
+are store_client/client's, so both faces speak the same protocol and raise the same
 errors (StoreUnavailableError, StoreResponseError, AuthError).
 
 An httpx.AsyncClient belongs to the event loop it first makes connections in:

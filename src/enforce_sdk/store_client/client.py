@@ -2,7 +2,7 @@
 
 Producers write with it (put / delete / retract_many); the SDK reads with it
 (get_many / changes). Response parsing lives in module-level functions so an
-async face (_async_store) can share it; errors are translated in one place
+async face (store_client/async_client) can share it; errors are translated in one place
 for both faces: `_translate_errors` (httpx exceptions) and `decode_response`
 (error statuses), each re-raised `from` the httpx error:
 

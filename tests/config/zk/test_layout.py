@@ -17,11 +17,10 @@ from enforce_sdk._errors import (
     ConfigSourceError,
     InvalidInputError,
 )
+from enforce_sdk.config.zk_document import decode_document, encode_document
 from enforce_sdk.config.zk_layout import (
     ConfigLayout,
     config_acls,
-    decode_document,
-    encode_document,
     history_name,
     kazoo_errors,
     parse_credential,

@@ -15,7 +15,8 @@ from kazoo.security import Permissions
 
 from enforce_sdk._errors import ConfigError
 from enforce_sdk.config.zk_admin import ZooKeeperConfigStore
-from enforce_sdk.config.zk_layout import ConfigLayout, encode_document
+from enforce_sdk.config.zk_document import encode_document
+from enforce_sdk.config.zk_layout import ConfigLayout
 from enforce_sdk.config.zk_source import ZooKeeperConfigSource
 from tests.config.zk._helpers import (
     ADMIN,

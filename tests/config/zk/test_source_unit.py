@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from enforce_sdk.config.zk_layout import encode_document
+from enforce_sdk.config.zk_document import encode_document
 from enforce_sdk.config.zk_source import ZooKeeperConfigSource
 from tests.config.zk._helpers import ROOT, Recorder, document
 

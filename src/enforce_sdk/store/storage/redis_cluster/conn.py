@@ -6,7 +6,7 @@ pipeline, all nodes are written before any is read (so a multi-node batch costs
 about one round trip), and an optional `WAIT n timeout` closes each node's
 pipeline on the same connection, which is what makes WAIT cover those writes.
 
-Every command this backend sends is idempotent (see _redis_cluster_lua), so
+Every command this backend sends is idempotent (see redis_cluster/lua), so
 the commands of a node that failed, moved (MOVED/ASK), or was mid-failover
 (CLUSTERDOWN, TRYAGAIN, LOADING, READONLY, connection errors) are simply sent
 again after the slot map is refreshed, until `retry_timeout` runs out. redis-py
@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
+import redis
 from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import (
@@ -36,8 +37,6 @@ from redis.exceptions import (
     RedisClusterException,
     TryAgainError,
 )
-
-import redis
 
 from ...._errors import StorageError
 

@@ -538,5 +538,5 @@ class RedisClusterStorage(LabelStorage):
 
 
 def open_redis_cluster(url: str) -> LabelStorage:
-    """Storage opener for the `redis-cluster` URL scheme (see store/_backends.py)."""
+    """Storage opener for the `redis-cluster` URL scheme (see store/storage/backends.py)."""
     return RedisClusterStorage.from_url(url)
