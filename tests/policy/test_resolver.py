@@ -340,3 +340,97 @@ def test_a_counted_link_only_ever_raises_the_enforcement(own: list[Any], dom: li
         assert linked.enforcement > alone.enforcement  # at equal severity the item's own wins
     else:
         assert linked.enforcement == alone.enforcement
+
+
+# ---------------------------------------------------------------------------- exact ties
+
+SWEEP = 10_000
+
+
+def _instants() -> list[float]:
+    """10,000 instants from NOW over the next year, at odd offsets (seconds and fractions)."""
+    return [NOW_TS + i * 3155.6926 + (i % 7) * 0.137 for i in range(SWEEP)]
+
+
+def _float_tie_breaks(a: Label, b: Label, res: Resolver, times: list[float]) -> int:
+    """At how many instants the decayed float scores of two exactly-tied labels differ.
+
+    Comparing those floats is what ranking did before; a tie-break test that never
+    meets such an instant could not tell the two ways apart.
+    """
+    w = {TRUSTED_MODEL.system: 1.0}.get(a.source.system, 0.5), 0.5
+    h = res.config.half_life
+    return sum(
+        1 for t in times
+        if w[0] * 2 ** (-(t - a.created_at.timestamp()) / h)
+        != w[1] * 2 ** (-(t - b.created_at.timestamp()) / h)
+    )
+
+
+def test_example_5_ties_hold_at_every_instant() -> None:
+    """Block at 7d with weight 1.0 ties limit at 0d with weight 0.5: severity decides, always."""
+    res = resolver()
+    x = lab("pin:1", TRUSTED_MODEL, Enforcement.BLOCK, 7 * DAY)
+    y = lab("pin:1", NSFW_MODEL, Enforcement.LIMIT, timedelta(0), reason="porn")
+    y2 = lab("pin:1", NSFW_MODEL, Enforcement.BLOCK, timedelta(0), reason="porn")
+    times = _instants()
+    assert _float_tie_breaks(x, y, res, times) > SWEEP // 100  # rounding does differ
+    for t in times:
+        assert res.resolve("pin:1", {"pin:1": [y, x]}, {}, t).label is x, t  # example 5
+        assert res.resolve("pin:1", {"pin:1": [x, y2]}, {}, t).label is y2, t  # 5': newer
+
+
+def test_rule_6_ties_across_links_hold_at_every_instant() -> None:
+    """Two counted links, equal severity and exactly equal scores: the newer label wins."""
+    res = resolver(related={"domain": "block", "image": "block"})
+    old = lab("domain:spam.example", TRUSTED_MODEL, Enforcement.BLOCK, 7 * DAY)
+    new = lab("image:ab12", NSFW_MODEL, Enforcement.BLOCK, timedelta(0), reason="porn")
+    labels = {"domain:spam.example": [old], "image:ab12": [new]}
+    related = {"domain": "domain:spam.example", "image": "image:ab12"}
+    for t in _instants():
+        d = res.resolve("pin:1", labels, related, t)
+        assert (d.label, d.decided_by) == (new, "image:ab12"), t
+
+
+@given(st.floats(min_value=0.0, max_value=10.0), st.integers(min_value=0, max_value=3),
+       st.integers(min_value=0, max_value=60 * 86400), st.floats(0.0, 400 * 86400.0))
+@settings(max_examples=300, deadline=None)
+def test_a_weight_2k_times_larger_k_half_lives_older_ties_exactly(
+    weight: float, shift: int, age_s: int, later: float
+) -> None:
+    res = resolver(weights={"trusted_model": weight * 2.0**shift, "nsfw_model": weight})
+    older = timedelta(seconds=age_s + shift * res.config.half_life)
+    a = lab("pin:1", TRUSTED_MODEL, Enforcement.LIMIT, older)
+    b = lab("pin:1", NSFW_MODEL, Enforcement.BLOCK, timedelta(seconds=age_s), reason="porn")
+    d = res.resolve("pin:1", {"pin:1": [a, b]}, {}, NOW_TS + later)
+    assert d.label is b  # equal scores (0 when weight is 0): the higher severity wins
+
+
+@given(st.floats(min_value=0.01, max_value=10.0), st.floats(min_value=0.01, max_value=10.0),
+       st.integers(min_value=0, max_value=90 * 86400), st.integers(min_value=0, max_value=90 * 86400))
+@settings(max_examples=300, deadline=None)
+def test_rank_orders_as_the_exact_score_does(w1: float, w2: float, age1: int, age2: int) -> None:
+    res = resolver(weights={"trusted_model": w1, "nsfw_model": w2})
+    h = res.config.half_life
+    # log2 of each score, exactly enough to order pairs that differ by more than rounding
+    l1, l2 = math.log2(w1) - age1 / h, math.log2(w2) - age2 / h
+    if abs(l1 - l2) < 1e-9:
+        return
+    a = lab("pin:1", TRUSTED_MODEL, Enforcement.LIMIT, timedelta(seconds=age1))
+    b = lab("pin:1", NSFW_MODEL, Enforcement.LIMIT, timedelta(seconds=age2), reason="porn")
+    d = res.resolve("pin:1", {"pin:1": [a, b]}, {}, NOW_TS)
+    assert d.label is (a if l1 > l2 else b)
+
+
+def test_a_weight_0_human_source_gets_no_human_tier() -> None:
+    """Weight 0 says "no authority": under human_over_automated such a human label neither
+    outranks automated ones nor overrides them as an appeal; it ranks by its score, 0."""
+    a = lab("pin:1", SPAM_MODEL, Enforcement.BLOCK, 3 * DAY)
+    p = lab("pin:1", APPEALS, Enforcement.ALLOW, DAY, reason="appeal_upheld")
+    muted = resolver(human_over_automated=True,
+                     weights={**HOME_FEED["weights"], "appeals": 0.0})
+    d = resolve(muted, "pin:1", {"pin:1": [p, a]})
+    assert d.label is a and d.enforcement is Enforcement.BLOCK
+    assert [c.label for c in d.causes] == [a, p]
+    trusted = resolver(human_over_automated=True)  # appeals at 0.3: the tier applies again
+    assert resolve(trusted, "pin:1", {"pin:1": [a, p]}).label is p

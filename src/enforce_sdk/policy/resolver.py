@@ -5,8 +5,9 @@ Per surface, for each entity key separately:
 1. drop labels past `expires_at` and labels the surface's selector does not take;
 2. score each: weight(source system) x 2^(-age / half_life), age = now - created_at
    (0 for a label dated in the future);
-3. rank: human before automated (when `human_over_automated`), then score, then
-   severity, then recency (then source key, so the order is total);
+3. rank: human before automated (when `human_over_automated`, for sources of
+   weight > 0), then score, then severity, then recency (then source key, so the
+   order is total);
 4. the top label wins, except that a human `allow` from a source of weight > 0
    created after every negative label (an upheld appeal) wins over them.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from ..model.label import Enforcement, Label, SourceType
@@ -38,15 +40,32 @@ _new: Final = object.__new__
 _set_entity: Final = Decision.__dict__["entity"].__set__
 
 
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+
 # A scored label is a plain tuple, so a list of them sorts without a key function:
-# (tier, score, severity, created, system, type, name, -index, label, weight, age).
+# (tier, rank, severity, created, system, type, name, -index, label, weight, age, score).
 # Everything up to -index is the ranking; -index makes it total and stable.
-_Scored = tuple[int, float, Enforcement, float, str, SourceType, str, int, Label, float, float]
-_SCORE: Final = 1
+#
+# `rank` orders labels as `score` does, but exactly and independently of `now`:
+#   score = w * 2^(-(now - created) / h)  =  2^((rank - now) / h),
+#   rank  = created + h * log2(w)          (microseconds).
+# With w = m * 2^e (frexp, exact), rank = (created + e*h) + h*log2(m): the first
+# part is an exact integer, the second is the same float for the same mantissa.
+# Two scores are equal in exact arithmetic only if their m are equal and their
+# integer parts are (log2 of a rational other than a power of two is irrational),
+# and then the two ranks are the same float: the tie-breaks of docs/resolver.md
+# hold at every instant, where comparing the decayed floats would let rounding
+# decide. Weight 0 ranks -inf (every weight-0 score is 0, equal).
+_Scored = tuple[
+    int, float, Enforcement, float, str, SourceType, str, int, Label, float, float, float
+]
+_RANK: Final = 1
 _CREATED: Final = 3
 _LABEL: Final = 8
 _WEIGHT: Final = 9
 _AGE: Final = 10
+_SCORE: Final = 11
 
 
 class _Group(NamedTuple):
@@ -68,6 +87,7 @@ class Resolver:
         "_hide_from",
         "_hoa",
         "_match",
+        "_rank_parts",
         "_related",
         "_weights",
         "config",
@@ -81,6 +101,10 @@ class Resolver:
         self._weights = dict(config.weights)
         self._default_weight = config.default_weight
         self._half_life = config.half_life
+        h_us = round(config.half_life * 1_000_000)
+        # weight -> (e * h, h * log2(m)) of its rank, for the configured weights
+        self._rank_parts = {w: _rank_parts(w, h_us)
+                            for w in (*config.weights.values(), config.default_weight)}
         self._hoa = config.human_over_automated
         self._hide_from = config.hide_from
         self._fail_mode: FailMode = config.fail_mode
@@ -174,7 +198,7 @@ class Resolver:
         best = max(
             (g for g in groups if g.counted),
             key=lambda g: (g.winner[_LABEL].enforcement, g.relation is None,
-                           g.winner[_SCORE], g.winner[_CREATED]),
+                           g.winner[_RANK], g.winner[_CREATED]),
             default=None,
         )
         won_or_none = None if best is None else best.winner
@@ -195,9 +219,10 @@ class Resolver:
         """Selected, unexpired labels with their scores, best first."""
         out: list[_Scored] = []
         match = self._match
-        weights, default, half_life, hoa = (
-            self._weights, self._default_weight, self._half_life, self._hoa
+        weights, default, half_life, hoa, parts = (
+            self._weights, self._default_weight, self._half_life, self._hoa, self._rank_parts
         )
+        now_us = round(now * 1_000_000)
         for i, label in enumerate(labels):
             expires = label.expires_at
             if expires is not None and expires.timestamp() <= now:
@@ -211,13 +236,27 @@ class Resolver:
                 age = 0.0
             weight = weights.get(source.system, default)
             score = weight * _exp2(-age / half_life)
-            tier = 1 if hoa and source.type is _HUMAN else 0
+            exponent_part, mantissa_part = parts[weight]
+            created_us = (label.created_at - _EPOCH) // _MICROSECOND
+            if created_us > now_us:  # dated in the future: scored at age 0 until then
+                created_us = now_us
+            rank = float(created_us + exponent_part) + mantissa_part
+            # a weight-0 source carries no authority: no human tier either
+            tier = 1 if hoa and source.type is _HUMAN and weight > 0 else 0
             # IntEnum / StrEnum members compare as int / str: no `.value` (a slow property).
-            out.append((tier, score, label.enforcement, created, source.system, source.type,
-                        source.name, -i, label, weight, age))
+            out.append((tier, rank, label.enforcement, created, source.system, source.type,
+                        source.name, -i, label, weight, age, score))
         if len(out) > 1:
             out.sort(reverse=True)
         return out
+
+
+def _rank_parts(weight: float, half_life_us: int) -> tuple[int, float]:
+    """The exact integer part and the mantissa part of a rank for `weight` (see _Scored)."""
+    if weight <= 0:
+        return 0, -math.inf
+    mantissa, exponent = math.frexp(weight)
+    return exponent * half_life_us, half_life_us * math.log2(mantissa)
 
 
 def _winner(scored: list[_Scored]) -> _Scored:
