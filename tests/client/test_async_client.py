@@ -207,7 +207,7 @@ def test_aclose_answers_waiters_by_fail_mode() -> None:
     finally:
         gate.set()
     assert decision.degraded and not decision.visible
-    assert "fail_closed" in (decision.degraded_reason or "")
+    assert "fail_closed" in (decision.degraded_detail or "")
 
 
 def test_a_store_that_raises_is_answered_by_fail_mode() -> None:

@@ -185,7 +185,7 @@ def test_stale_feed_is_flagged_then_trusted_or_verified_per_surface(
         fetches = client.stats.fetches
         verified = client.check("pin:404", "search")  # verify: precheck skipped, store is down
         assert client.stats.fetches > fetches or client.stats.fetch_errors > 0
-        assert not verified.visible and (verified.degraded_reason or "").startswith("fail_closed")
+        assert not verified.visible and (verified.degraded_detail or "").startswith("fail_closed")
         store_server.start()
         wait_until(lambda: not gate.stale(), "the feed to come back")
         assert not client.check("pin:405", "home_feed").degraded

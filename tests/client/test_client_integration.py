@@ -103,7 +103,7 @@ def test_store_stopped_mid_run_then_back(
         assert (
             not stale.visible
             and stale.degraded
-            and (stale.degraded_reason or "").startswith("stale: store unreachable (")
+            and (stale.degraded_detail or "").startswith("stale: store unreachable (")
         )
         never_seen = client.check_many(["pin:50", "pin:51"], "search")
         assert all(d.degraded and not d.visible for d in never_seen)  # search fails closed
@@ -170,15 +170,15 @@ def test_faulty_store_answers_are_degraded_never_raised(
         start = time.monotonic()
         feed, search = client.check("pin:1", "home_feed"), client.check("pin:1", "search")
         elapsed = time.monotonic() - start
-        assert feed.visible and feed.degraded and "fail_open" in (feed.degraded_reason or "")
+        assert feed.visible and feed.degraded and "fail_open" in (feed.degraded_detail or "")
         assert not search.visible and search.degraded
         assert client.stats.fetch_errors == 2
     # the store answered (bad data, a 500): a store error; it did not answer: unreachable
     problem = "store unreachable" if mode == "hang" else "store error"
-    assert (feed.degraded_reason or "").startswith(f"fail_open: {problem}: "), feed.degraded_reason
-    assert (search.degraded_reason or "").startswith(f"fail_closed: {problem}: ")
+    assert (feed.degraded_detail or "").startswith(f"fail_open: {problem}: "), feed.degraded_reason
+    assert (search.degraded_detail or "").startswith(f"fail_closed: {problem}: ")
     if mode == "500":
-        assert "label store answered 500" in (feed.degraded_reason or "")
+        assert "label store answered 500" in (feed.degraded_detail or "")
     if mode == "hang":
         assert elapsed < 1.5  # two 300 ms timeouts, not the server's 2 s
 
@@ -189,7 +189,7 @@ def test_a_config_swap_changes_the_request_timeout(fault_server: _FaultServer) -
     source = StaticConfigSource(slow)
     fault_server.mode = "500"  # answers at once: the connection (and per-loop state) exist
     with EnforcementClient(url, source, follow_changes=False) as client:
-        assert "store error" in (client.check("pin:1", "home_feed").degraded_reason or "")
+        assert "store error" in (client.check("pin:1", "home_feed").degraded_detail or "")
         source.push({**slow, "version": 2, "store": {"timeout": "100ms", "retries": 0}})
         fault_server.mode = "hang"  # answers after 2 s
         start = time.monotonic()
@@ -197,8 +197,8 @@ def test_a_config_swap_changes_the_request_timeout(fault_server: _FaultServer) -
         elapsed = time.monotonic() - start
     # the request itself timed out after 100 ms (not the server's answer at 2 s, nor the
     # caller giving up on a request still running with the old 5 s timeout)
-    assert (d.degraded_reason or "").startswith("fail_open: store unreachable: "), d.degraded_reason
-    assert "ReadTimeout" in (d.degraded_reason or "")
+    assert (d.degraded_detail or "").startswith("fail_open: store unreachable: "), d.degraded_reason
+    assert "ReadTimeout" in (d.degraded_detail or "")
     assert elapsed < 1.9
 
 

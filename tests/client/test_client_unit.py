@@ -21,6 +21,7 @@ from enforce_sdk import (
 )
 from enforce_sdk.client.client import EnforcementClient
 from enforce_sdk.config.source import StaticConfigSource
+from enforce_sdk.policy.decision import DegradedKind
 from tests.helpers import FakeClock
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -151,10 +152,12 @@ def test_store_down_answers_by_fail_mode_never_raises_and_counts() -> None:
         closed = client.check("pin:1", "search")
         stats = client.stats.to_dict()
     assert open_.visible and open_.degraded
-    assert open_.degraded_reason == "fail_open: store unreachable: connection refused"
+    assert open_.degraded_detail == "fail_open: store unreachable: connection refused"
     assert not closed.visible and closed.degraded
-    assert closed.degraded_reason == "fail_closed: store unreachable: connection refused"
+    assert closed.degraded_detail == "fail_closed: store unreachable: connection refused"
     assert stats["fail_open"] == 1 and stats["fail_closed"] == 1 and stats["fetch_errors"] == 2
+    assert open_.degraded_reason is closed.degraded_reason is DegradedKind.STORE_UNREACHABLE
+    assert stats["degraded_by_kind"]["store_unreachable"] == 2 == stats["degraded"]
 
 
 def test_garbage_from_the_store_is_a_degraded_answer_not_an_exception() -> None:
@@ -164,7 +167,8 @@ def test_garbage_from_the_store_is_a_degraded_answer_not_an_exception() -> None:
         d = client.check("pin:1", "home_feed")
     assert d.degraded and d.visible
     # labels that are not Labels fail in the resolver: an internal error, not the store's
-    assert (d.degraded_reason or "").startswith("fail_open: error: AttributeError")
+    assert (d.degraded_detail or "").startswith("fail_open: error: AttributeError")
+    assert d.degraded_reason is DegradedKind.INTERNAL_ERROR
 
 
 def test_a_store_error_is_told_apart_from_an_unreachable_store() -> None:
@@ -172,7 +176,8 @@ def test_a_store_error_is_told_apart_from_an_unreachable_store() -> None:
     store.fail = StoreResponseError(500, {"error": "boom"})
     with make(store) as client:
         d = client.check("pin:1", "home_feed")
-    assert d.degraded_reason == "fail_open: store error: label store answered 500: {'error': 'boom'}"
+    assert d.degraded_detail == "fail_open: store error: label store answered 500: {'error': 'boom'}"
+    assert d.degraded_reason is DegradedKind.STORE_ERROR
 
 
 def test_stale_entries_are_served_within_bound_while_store_is_down_then_recover() -> None:
@@ -184,11 +189,12 @@ def test_stale_entries_are_served_within_bound_while_store_is_down_then_recover(
         clock.tick(120)  # past the 60 s TTL, within the 10 min stale bound
         stale = client.check("pin:1", "home_feed")
         assert not stale.visible and stale.degraded
-        assert stale.degraded_reason == "stale: store unreachable (down)"
+        assert stale.degraded_detail == "stale: store unreachable (down)"
+        assert stale.degraded_reason is DegradedKind.STALE_CACHE
         assert client.stats.stale_served == 1
         clock.tick(3600)  # past the stale bound: fail mode
         failed = client.check("pin:1", "home_feed")
-        assert failed.visible and "fail_open" in (failed.degraded_reason or "")
+        assert failed.visible and "fail_open" in (failed.degraded_detail or "")
         store.fail = None  # store back
         recovered = client.check("pin:1", "home_feed")
         assert not recovered.visible and not recovered.degraded
@@ -372,3 +378,65 @@ def test_check_many_refuses_a_lone_key_or_a_non_iterable() -> None:
             client.check_many(42, "home_feed")  # type: ignore[arg-type]
         with pytest.raises(InvalidInputError, match="related: must be an iterable of entries"):
             client.check_many(["pin:1"], "home_feed", {"domain": "x.com"})  # type: ignore[arg-type]
+
+
+# -- hostile links: one bad link costs only its item -------------------------------------
+
+POISONED = ("https://exa mple.com/", "javascript:alert(1)", "https://%00/", "")
+
+
+def _page(poison: str) -> list[dict[str, str]]:
+    links = ["https://ok.example/a", "https://blocked.example/b", poison, "https://ok.example/c"]
+    return [{"id": f"pin:{i}", "link": link} for i, link in enumerate(links)]
+
+
+@pytest.mark.parametrize("poison", POISONED)
+@pytest.mark.parametrize(("mode", "bad_visible"), [("fail_closed", False), ("ignore", True)])
+def test_a_poisoned_link_costs_only_its_item(poison: str, mode: str, bad_visible: bool) -> None:
+    config = {**CONFIG, "surfaces": {"home_feed": {**CONFIG["surfaces"]["home_feed"],
+                                                   "on_bad_link": mode}}}
+    store = FakeStore([label("domain:blocked.example", Enforcement.BLOCK, MODEL)])
+    items = _page(poison)
+    with make(store, config) as client:
+        shown = client.filter(items, "home_feed", key=lambda it: it["id"],
+                              related=lambda it: {"domain": it["link"]})
+        decisions = client.check_many([it["id"] for it in items], "home_feed",
+                                      [{"domain": it["link"]} for it in items])
+        one = client.check("pin:2", "home_feed", {"domain": poison})
+        stats = client.stats.to_dict()
+    expected = ["pin:0", "pin:3"] + (["pin:2"] if bad_visible else [])
+    assert sorted(it["id"] for it in shown) == sorted(expected)
+    assert [d.degraded for d in decisions] == [False, False, True, False]
+    assert [d.visible for d in decisions] == [True, False, bad_visible, True]
+    bad = decisions[2]
+    assert bad.degraded_reason is DegradedKind.BAD_LINK and bad.entity == "pin:2"
+    assert (bad.degraded_detail or "").startswith(
+        "fail_closed: domain link: " if mode == "fail_closed" else "domain link: ")
+    assert one == bad
+    assert stats["bad_links"] == 3 and stats["degraded_by_kind"]["bad_link"] == 3
+
+
+def test_with_ignore_a_bad_link_still_leaves_the_item_its_own_labels() -> None:
+    config = {**CONFIG, "surfaces": {"home_feed": {**CONFIG["surfaces"]["home_feed"],
+                                                   "on_bad_link": "ignore"}}}
+    store = FakeStore([label("pin:1", Enforcement.BLOCK), label("user:9", Enforcement.REMOVE)])
+    with make(store, config) as client:
+        own = client.check("pin:1", "home_feed", {"domain": "javascript:x"})
+        via_creator = client.check("pin:2", "home_feed", {"domain": "https://a b/", "user": "9"})
+    assert not own.visible and own.label is not None and own.decided_by == "pin:1"
+    assert own.degraded_reason is DegradedKind.BAD_LINK
+    assert not via_creator.visible and via_creator.decided_by == "user:9"
+    assert via_creator.degraded_reason is DegradedKind.BAD_LINK
+
+
+def test_the_default_is_fail_closed_and_other_misuse_still_raises() -> None:
+    store = FakeStore()
+    with make(store) as client:
+        d = client.check("pin:1", "home_feed", {"domain": "https://exa mple.com/"})
+        assert not d.visible and d.degraded_reason is DegradedKind.BAD_LINK
+        with pytest.raises(InvalidInputError, match="related 'domain' must be a string"):
+            client.check("pin:1", "home_feed", {"domain": 42})  # type: ignore[dict-item]
+        with pytest.raises(EntityKeyError, match="item 1"):
+            client.check_many(["pin:1", "pin:a b"], "home_feed",
+                              [{"domain": "https://ok.example/"}, None])
+    assert "on_bad_link" not in CONFIG["surfaces"]["home_feed"]

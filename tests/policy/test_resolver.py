@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from enforce_sdk import Enforcement, Label, Source, SourceType
 from enforce_sdk.config.document import EnforcementConfig
-from enforce_sdk.policy.decision import Decision
+from enforce_sdk.policy.decision import Decision, DegradedKind
 from enforce_sdk.policy.resolver import Resolver
 
 NOW_TS = 1_800_000_000.0
@@ -241,20 +241,24 @@ def test_prebuilt_decisions_behave_like_ordinary_ones() -> None:
         d.visible = False  # type: ignore[misc]
     with pytest.raises(FrozenInstanceError):
         d.entity = "pin:3"  # type: ignore[misc]
-    assert d.degrade("bloom_stale").degraded_reason == "bloom_stale"
+    stale = d.degrade(DegradedKind.BLOOM_STALE)
+    assert (stale.degraded, stale.degraded_reason, stale.degraded_detail) == (
+        True, DegradedKind.BLOOM_STALE, "bloom_stale")
+    assert stale.to_dict()["degraded_reason"] == "bloom_stale"
     assert "allowed by default" in d.explain()
 
 
 def test_fail_decisions_follow_the_fail_mode() -> None:
     res = resolver(fail_mode="closed")
-    closed = res.fail("pin:1", "store unavailable: timeout")
+    closed = res.fail("pin:1", DegradedKind.STORE_UNREACHABLE, "store unreachable: timeout")
     assert (closed.enforcement, closed.visible, closed.degraded) == (Enforcement.LIMIT, False, True)
-    assert closed.degraded_reason == "fail_closed: store unavailable: timeout"
-    opened = res.fail("pin:1", "boom", mode="open")
-    assert (opened.enforcement, opened.visible, opened.degraded_reason) == (
-        Enforcement.ALLOW, True, "fail_open: boom")
+    assert closed.degraded_reason is DegradedKind.STORE_UNREACHABLE
+    assert closed.degraded_detail == "fail_closed: store unreachable: timeout"
+    opened = res.fail("pin:1", DegradedKind.INTERNAL_ERROR, "boom", mode="open")
+    assert (opened.enforcement, opened.visible, opened.degraded_reason, opened.degraded_detail) == (
+        Enforcement.ALLOW, True, DegradedKind.INTERNAL_ERROR, "fail_open: boom")
     with pytest.raises(ValueError):
-        Decision.fail("pin:1", "s", "sideways", "x")  # type: ignore[arg-type]
+        Decision.fail("pin:1", "s", "sideways", DegradedKind.STORE_ERROR, "x")  # type: ignore[arg-type]
 
 
 def test_selector_filters_before_ranking() -> None:

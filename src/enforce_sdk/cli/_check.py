@@ -79,7 +79,7 @@ def check(
     else:
         click.echo(decision.explain())
     if decision.degraded:
-        fail(f"no labels from the label store at {url}: {decision.degraded_reason} "
+        fail(f"no labels from the label store at {url}: {decision.degraded_detail} "
              f"(the decision above is the {surface} surface's fail mode)", EXIT_USAGE)
     if not decision.visible:
         raise SystemExit(3)

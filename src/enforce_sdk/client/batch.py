@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .._errors import EnforceError, InvalidInputError, StoreUnavailableError
 from ..native.bloom import BloomFilter
-from ..policy.decision import Decision
+from ..policy.decision import Decision, DegradedKind
 from ..policy.links import check_related
 from ..policy.resolver import Resolver
 from ..policy.surface import SurfaceConfig
@@ -49,14 +49,15 @@ class Applied:
 
 
 class SurfaceState:
-    __slots__ = ("bloom_trust", "fail_mode", "hide_from", "name", "related", "resolver",
-                 "visible_stub")
+    __slots__ = ("bad_link_closed", "bloom_trust", "fail_mode", "hide_from", "name", "related",
+                 "resolver", "visible_stub")
 
     def __init__(self, surf: SurfaceConfig, resolver: Resolver) -> None:
         self.name = surf.name
         self.bloom_trust = surf.on_bloom_stale == "trust"  # keep trusting a stale filter
         self.related = surf.related
         self.fail_mode = surf.fail_mode
+        self.bad_link_closed = surf.on_bad_link == "fail_closed"
         self.hide_from = surf.hide_from
         self.resolver = resolver
         # what filter() reads of a surely-unlabeled item's decision: only `visible`
@@ -69,7 +70,8 @@ class Batch:
     `missing` lists the canonical keys the face must fetch (empty: no I/O needed).
     """
 
-    __slots__ = ("bloomed", "found", "items", "missing", "now", "out", "slow", "surf", "t0")
+    __slots__ = ("bad_links", "bloomed", "found", "items", "missing", "now", "out", "slow",
+                 "surf", "t0")
 
     def __init__(self, surf: SurfaceState, t0: int, out: list[Decision | None]) -> None:
         self.surf = surf
@@ -81,6 +83,12 @@ class Batch:
         self.missing: list[str] = []
         self.now = 0.0
         self.bloomed: set[str] | None = None  # keys answered by a stale (trusted) bloom filter
+        self.bad_links: dict[int, str] | None = None  # out index -> an ignored bad link's problem
+
+    def note_bad_link(self, index: int, problem: str) -> None:
+        if self.bad_links is None:
+            self.bad_links = {}
+        self.bad_links[index] = problem
 
 
 class Gate(Protocol):
@@ -125,15 +133,15 @@ def materialise(values: object, field: str) -> list[Any]:
     return list(values)
 
 
-def store_problem(error: EnforceError | None) -> tuple[str, str]:
-    """Why labels could not be had: ("store unreachable" or "store error", the error).
+def store_problem(error: EnforceError | None) -> tuple[DegradedKind, str, str]:
+    """Why labels could not be had: the kind, "store unreachable" or "store error", the error.
 
     Unreachable: a transport failure or a timeout. Store error: the store
     answered, but with an error status or data that does not parse (and
     whatever else the fetcher wrapped: a reader that raised something else).
     """
     if isinstance(error, StoreUnavailableError) and not isinstance(error, FetchFailedError):
-        return "store unreachable", str(error)
+        return DegradedKind.STORE_UNREACHABLE, "store unreachable", str(error)
     if error is None:
-        return "store error", "no answer for the key"
-    return "store error", str(error)
+        return DegradedKind.STORE_ERROR, "store error", "no answer for the key"
+    return DegradedKind.STORE_ERROR, "store error", str(error)

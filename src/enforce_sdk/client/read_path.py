@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from .._errors import (
     EnforceError,
@@ -35,8 +35,9 @@ from .._errors import (
 from ..model.keys import CANONICAL_RE, canonical_key, is_canonical
 from ..model.label import Label
 from ..native.bloom import surely_unlabeled
-from ..policy.decision import Decision
+from ..policy.decision import Decision, DegradedKind
 from ..policy.links import KIND_OF_ALIAS, check_related, related_key
+from ..policy.surface import FailMode
 from .batch import (
     Applied,
     Batch,
@@ -155,8 +156,8 @@ class ReadPath:
         stats.bloom_negatives += 1
         decision = surf.resolver.allow(key)
         if stale:
-            stats.degraded += 1
-            decision = decision.degrade("bloom_stale")
+            stats.count_degraded(BLOOM_STALE)
+            decision = decision.degrade(BLOOM_STALE, _BLOOM_STALE_DETAIL)
         return decision
 
     def begin(
@@ -218,10 +219,22 @@ class ReadPath:
             for i in slow:
                 try:
                     key = canonical_key(keys[i])
-                    rel = self._related_keys(surf, None if rels is None else rels[i])
                 except EntityKeyError as exc:
                     raise EntityKeyError(f"item {i}: {exc.problem}", field=exc.field) from exc
+                links_of = None if rels is None else rels[i]
+                if not links_of:
+                    items.append((key, _NO_LINKS))
+                    continue
+                rel, bad = self._related_keys(surf, links_of)
+                if bad is not None:
+                    self.stats.bad_links += 1
+                    if surf.bad_link_closed:  # hide the item; the rest of the page goes on
+                        out[i] = self._fail(surf, key, BAD_LINK, bad, "closed")
+                        continue
+                    batch.note_bad_link(i, bad)  # decide on its other labels, flagged
                 items.append((key, rel))
+            if len(items) != len(slow):  # items failed closed for a bad link left the batch
+                batch.slow = slow = [i for i in slow if out[i] is None]
             try:
                 self._lookup(batch)
             except Exception as exc:  # the serving contract: never raise into the request path
@@ -256,10 +269,10 @@ class ReadPath:
             for i in absent:
                 out[i] = allow(entities[i])
         if stale:
-            stats.degraded += len(absent)
+            stats.count_degraded(BLOOM_STALE, len(absent))
             if not stub:
                 for i in absent:
-                    out[i] = allow(entities[i]).degrade("bloom_stale")
+                    out[i] = allow(entities[i]).degrade(BLOOM_STALE, _BLOOM_STALE_DETAIL)
         return absent
 
     def finish(self, batch: Batch, outcome: FetchResult | Exception | None) -> list[Decision]:
@@ -311,20 +324,26 @@ class ReadPath:
         )
 
     @staticmethod
-    def _related_keys(surf: SurfaceState, related: Related | None) -> dict[str, str]:
-        """Canonical keys of the related entities the surface takes into account.
+    def _related_keys(surf: SurfaceState, related: Related) -> tuple[dict[str, str], str | None]:
+        """Canonical keys of the related entities the surface takes into account, and what
+        was wrong with the first link that could not be parsed (None if none).
 
-        `related` was validated by check_related (a mapping of known link kinds).
+        `related` was validated by check_related (a mapping of known link kinds). A link
+        value that is not a string is the caller's misuse and raises InvalidInputError;
+        one that does not parse (hostile input) is left out and reported.
         """
-        if not related:
-            return {}
         out: dict[str, str] = {}
+        bad: str | None = None
         for kind, value in related.items():
             kind = KIND_OF_ALIAS.get(kind, kind)
             if kind not in surf.related or value is None:
                 continue  # a known kind this surface does not count
-            out[kind] = related_key(kind, value)
-        return out
+            try:
+                out[kind] = related_key(kind, value)
+            except EntityKeyError as exc:
+                if bad is None:
+                    bad = f"{kind} link: {exc.problem}"[:_MAX_DETAIL]
+        return out, bad
 
     def _lookup(self, batch: Batch) -> None:
         """Cache lookups for the canonical keys of the slow items; misses go to batch.missing.
@@ -373,7 +392,7 @@ class ReadPath:
         stats = self.stats
         surf, found, now = batch.surf, batch.found, batch.now
         error: EnforceError | None = None
-        problem: tuple[str, str] | None = None
+        problem: tuple[DegradedKind, str, str] | None = None
         if outcome is not None:
             found.update(outcome.labels)
             error = outcome.error
@@ -381,6 +400,7 @@ class ReadPath:
                 log.warning("label fetch failed for %d keys: %s", len(batch.missing), error)
         wall = self._wall()
         out = batch.out
+        bad = batch.bad_links or _NO_BAD_LINKS
         for i, (key, rel) in zip(batch.slow, batch.items, strict=True):
             keys = (key, *rel.values())
             absent = [k for k in keys if k not in found]
@@ -389,8 +409,11 @@ class ReadPath:
                 decision = self._resolve_safely(surf, key, labels, rel, wall)
                 bloomed = batch.bloomed
                 if bloomed is not None and not bloomed.isdisjoint(keys):
-                    stats.degraded += 1
-                    decision = decision.degrade("bloom_stale")
+                    stats.count_degraded(BLOOM_STALE)
+                    decision = decision.degrade(BLOOM_STALE, _BLOOM_STALE_DETAIL)
+                elif i in bad and not decision.degraded:
+                    stats.count_degraded(BAD_LINK)
+                    decision = decision.degrade(BAD_LINK, bad[i])
                 out[i] = decision
                 continue
             # Some labels could not be fetched: serve stale entries if all are within bound.
@@ -398,17 +421,19 @@ class ReadPath:
             stale = {k: self.cache.get_stale(k, now) for k in absent}
             if all(v is not None for v in stale.values()):
                 stats.stale_served += 1
-                stats.degraded += 1
                 labels = {
                     k: v
                     for k, v in {**{k: found[k] for k in keys if k in found}, **stale}.items()
                     if v
                 }
-                out[i] = self._resolve_safely(surf, key, labels, rel, wall).degrade(
-                    f"stale: {problem[0]} ({problem[1]})"
-                )
+                decision = self._resolve_safely(surf, key, labels, rel, wall)
+                if not decision.degraded:
+                    stats.count_degraded(STALE_CACHE)
+                    decision = decision.degrade(STALE_CACHE,
+                                                f"stale: {problem[1]} ({problem[2]})")
+                out[i] = decision
             else:
-                out[i] = self._fail(surf, key, f"{problem[0]}: {problem[1]}")
+                out[i] = self._fail(surf, key, problem[0], f"{problem[1]}: {problem[2]}")
         batch.items = []
 
     def _crashed(self, batch: Batch, exc: Exception) -> None:
@@ -421,7 +446,7 @@ class ReadPath:
             exc_info=(type(exc), exc, exc.__traceback__),
         )
         for i, (key, _) in zip(batch.slow, batch.items, strict=True):
-            batch.out[i] = self._fail(surf, key, f"error: {exc!r}")
+            batch.out[i] = self._fail(surf, key, INTERNAL_ERROR, f"error: {exc!r}")
         batch.items = []
 
     def _resolve_cached(self, surf: SurfaceState, key: str, entry: Entry) -> Decision:
@@ -461,19 +486,30 @@ class ReadPath:
         except Exception as exc:
             self.stats.internal_errors += 1
             log.exception("resolver failed for %s on %s", key, surf.name)
-            return self._fail(surf, key, f"error: {exc!r}")
+            return self._fail(surf, key, INTERNAL_ERROR, f"error: {exc!r}")
 
-    def _fail(self, surf: SurfaceState, key: str, reason: str) -> Decision:
-        self.stats.degraded += 1
-        if surf.fail_mode == "closed":
-            self.stats.fail_closed += 1
+    def _fail(self, surf: SurfaceState, key: str, kind: DegradedKind, detail: str,
+              mode: FailMode | None = None) -> Decision:
+        """A degraded decision by the surface's fail mode (or `mode`), counted."""
+        stats = self.stats
+        stats.count_degraded(kind)
+        if (mode or surf.fail_mode) == "closed":
+            stats.fail_closed += 1
         else:
-            self.stats.fail_open += 1
-        return surf.resolver.fail(key, reason)
+            stats.fail_open += 1
+        return surf.resolver.fail(key, kind, detail, mode)
 
 
 
 _EMPTY: Mapping[str, Any] = {}
+_NO_LINKS: Final[dict[str, str]] = {}  # shared, never mutated: an item without links
+_NO_BAD_LINKS: Final[Mapping[int, str]] = {}
+_MAX_DETAIL: Final = 200  # characters of a hostile link's problem kept in a Decision
+_BLOOM_STALE_DETAIL: Final = "the bloom filter is stale; its negative trusted (on_bloom_stale)"
+BLOOM_STALE: Final = DegradedKind.BLOOM_STALE
+BAD_LINK: Final = DegradedKind.BAD_LINK
+STALE_CACHE: Final = DegradedKind.STALE_CACHE
+INTERNAL_ERROR: Final = DegradedKind.INTERNAL_ERROR
 _canonical_raw = CANONICAL_RE.fullmatch  # the common case of is_canonical, without a call
 
 

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from ..policy.decision import DegradedKind
+
 COUNTERS = (
     "checks",  # decisions returned (one per item, check_many counts each item)
     "bloom_negatives",  # items answered by the bloom precheck without I/O
@@ -27,6 +29,7 @@ COUNTERS = (
     "fail_open",  # degraded decisions answered by fail-open
     "fail_closed",  # degraded decisions answered by fail-closed
     "internal_errors",  # unexpected exceptions caught on the serving path
+    "bad_links",  # item links that could not be parsed (decided per the surface's on_bad_link)
     "config_updates",  # configs applied after the first
     "config_rejected",  # config versions refused (invalid or not newer)
     "feed_changes",  # change-feed records applied
@@ -101,7 +104,7 @@ class Stats:
 
     checks = bloom_negatives = cache_hits = negative_hits = cache_misses = 0
     fetches = fetched_keys = fetch_errors = coalesced_waits = 0
-    degraded = stale_served = fail_open = fail_closed = internal_errors = 0
+    degraded = stale_served = fail_open = fail_closed = internal_errors = bad_links = 0
     config_updates = config_rejected = feed_changes = feed_errors = snapshot_loads = 0
 
     def __init__(self, clock_ns: Callable[[], int] = time.perf_counter_ns) -> None:
@@ -110,6 +113,12 @@ class Stats:
         self.fetch_latency = LatencyHistogram()  # per store round trip
         self.gauges: dict[str, Callable[[], float]] = {}
         self.config_source: Callable[[], Mapping[str, Any]] | None = None
+        self.degraded_by_kind: dict[DegradedKind, int] = dict.fromkeys(DegradedKind, 0)
+
+    def count_degraded(self, kind: DegradedKind, n: int = 1) -> None:
+        """Count `n` degraded decisions of one kind (and in `degraded`, all kinds)."""
+        self.degraded += n
+        self.degraded_by_kind[kind] += n
 
     def add_gauge(self, name: str, read: Callable[[], float]) -> None:
         """Expose a value computed on read (cache size, config version, feed lag...)."""
@@ -131,11 +140,13 @@ class Stats:
     def reset(self) -> None:
         for name in COUNTERS:
             setattr(self, name, 0)
+        self.degraded_by_kind = dict.fromkeys(DegradedKind, 0)
         self.check_latency = LatencyHistogram()
         self.fetch_latency = LatencyHistogram()
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {name: getattr(self, name) for name in COUNTERS}
+        out["degraded_by_kind"] = {k.value: n for k, n in self.degraded_by_kind.items()}
         out["check_latency"] = self.check_latency.to_dict()
         out["fetch_latency"] = self.fetch_latency.to_dict()
         for name, read in self.gauges.items():
@@ -164,6 +175,12 @@ class Stats:
                     yield CounterMetricFamily(
                         f"{prefix}_{name}", name.replace("_", " "), value=getattr(stats, name)
                     )
+                by_kind = CounterMetricFamily(
+                    f"{prefix}_degraded_by_kind", "degraded decisions by kind", labels=["kind"]
+                )
+                for kind, n in stats.degraded_by_kind.items():
+                    by_kind.add_metric([kind.value], n)
+                yield by_kind
                 for hname, hist in (
                     ("check_seconds", stats.check_latency),
                     ("fetch_seconds", stats.fetch_latency),

@@ -355,6 +355,8 @@ def _surface(v: _Problems, name: str, t: Mapping[str, Any], p: str) -> SurfaceCo
     bloom_default = "trust" if fail_mode == "open" else "verify"
     on_bloom_stale = v.choice(t, "on_bloom_stale", p + "on_bloom_stale", bloom_default,
                               ("trust", "verify"))
+    on_bad_link = v.choice(t, "on_bad_link", p + "on_bad_link", d.on_bad_link,
+                           ("ignore", "fail_closed"))
     related: dict[str, Enforcement] = {}
     for kind, minimum in v.table(t, "related", p + "related").items():
         rp = f"{p}related.{kind}"
@@ -379,6 +381,7 @@ def _surface(v: _Problems, name: str, t: Mapping[str, Any], p: str) -> SurfaceCo
         fail_mode="open" if fail_mode == "open" else "closed",
         related=MappingProxyType(related),
         on_bloom_stale="trust" if on_bloom_stale == "trust" else "verify",
+        on_bad_link="ignore" if on_bad_link == "ignore" else "fail_closed",
     )
 
 

@@ -3,7 +3,10 @@
 A Decision carries the enforcement, whether the entity is visible on the
 surface, the winning label and the entity it sits on (the item itself or a
 linked entity), every selected label with its score (`causes`), and whether
-the answer is degraded (stale data, fail-open/closed, stale bloom filter).
+the answer is degraded and why: `degraded_reason` is a `DegradedKind` (a
+small fixed set to count and alert on, as LaunchDarkly's evaluation reasons
+are) and `degraded_detail` the free-text account (e.g. "fail_open: store
+unreachable: connection refused").
 
 Speed note: building a frozen dataclass costs about 1 us, half the budget of a
 cache-hit check(). Unlabeled entities are by far the common answer, so
@@ -15,6 +18,7 @@ repr exactly like an ordinary Decision.
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,15 +28,26 @@ from ..model.label import Enforcement, Label, format_time
 from .surface import FailMode
 
 
+class DegradedKind(enum.StrEnum):
+    """Why a decision is degraded; `Decision.degraded_detail` says the rest."""
+
+    STORE_UNREACHABLE = "store_unreachable"  # no answer from the store (transport, timeout)
+    STORE_ERROR = "store_error"  # the store answered with an error status or garbage
+    STALE_CACHE = "stale_cache"  # decided from cache entries past their TTL (store failing)
+    BLOOM_STALE = "bloom_stale"  # a stale bloom filter's "no label", trusted by the surface
+    BAD_LINK = "bad_link"  # a link of the item could not be parsed (the surface's on_bad_link)
+    INTERNAL_ERROR = "internal_error"  # a bug caught on the serving path
+
+
 class Cause(NamedTuple):
     """One selected label and its part in a decision.
 
     `entity` is the key the label is on and `relation` the link kind it came
     through (None for the item itself). `score` = `weight` x 2^(-`age`/half-life),
-    age in seconds. `counted` is False for a linked entity's labels whose
-    resolved enforcement is below the surface's minimum for that link (they did
-    not take part); `won` marks the winning label. A named tuple: cheap to build
-    on the labeled path.
+    age in seconds. `counted` is True for the item's own labels, and for a linked
+    entity's labels when that entity's resolved enforcement reaches the surface's
+    minimum for the link; False means they did not take part. `won` marks the
+    winning label. A named tuple: cheap to build on the labeled path.
     """
 
     entity: str
@@ -70,7 +85,8 @@ class Decision:
     reason: str | None = None  # the winning label's reason
     causes: tuple[Cause, ...] = ()
     degraded: bool = False
-    degraded_reason: str | None = None  # "stale", "fail_open: ...", "bloom_stale", ...
+    degraded_reason: DegradedKind | None = None  # why, as one of a few kinds
+    degraded_detail: str | None = None  # the free-text account, e.g. "fail_open: ..."
 
     # ------------------------------------------------------------------ builders
 
@@ -79,29 +95,31 @@ class Decision:
         entity: str,
         surface: str,
         mode: FailMode,
-        reason: str,
+        kind: DegradedKind,
+        detail: str,
         *,
         hide_from: Enforcement = Enforcement.LIMIT,
     ) -> Decision:
-        """A degraded decision when labels are unavailable.
+        """A degraded decision when labels are unavailable (or a link unreadable).
 
         Fail open shows the entity (ALLOW). Fail closed hides it with the least
         severe enforcement that hides on the surface (`hide_from`), so that
         `visible == (enforcement < hide_from)` holds for every decision.
-        `degraded_reason` is "fail_open: <reason>" or "fail_closed: <reason>".
+        `degraded_detail` is "fail_open: <detail>" or "fail_closed: <detail>".
         """
         if mode == "open":
             return Decision(entity, surface, Enforcement.ALLOW, True, degraded=True,
-                            degraded_reason=f"fail_open: {reason}")
+                            degraded_reason=kind, degraded_detail=f"fail_open: {detail}")
         if mode == "closed":
             return Decision(entity, surface, hide_from, False, degraded=True,
-                            degraded_reason=f"fail_closed: {reason}")
+                            degraded_reason=kind, degraded_detail=f"fail_closed: {detail}")
         raise ValueError(f"fail mode must be 'open' or 'closed', got {mode!r}")
 
-    def degrade(self, reason: str) -> Decision:
-        """This decision flagged degraded, e.g. `"stale"` when served from a stale cache entry."""
+    def degrade(self, kind: DegradedKind, detail: str | None = None) -> Decision:
+        """This decision flagged degraded for `kind` (the detail defaults to the kind)."""
         return Decision(self.entity, self.surface, self.enforcement, self.visible, self.label,
-                        self.decided_by, self.reason, self.causes, True, reason)
+                        self.decided_by, self.reason, self.causes, True, kind,
+                        detail if detail is not None else kind.value)
 
     # ------------------------------------------------------------------ reading
 
@@ -114,7 +132,7 @@ class Decision:
         shown = "visible" if self.visible else "hidden"
         lines = [f"{self.entity} on {self.surface}: {self.enforcement.wire} ({shown})"]
         if self.degraded:
-            lines.append(f"  DEGRADED: {self.degraded_reason}")
+            lines.append(f"  DEGRADED ({self.degraded_reason}): {self.degraded_detail}")
         win = self.winning_cause
         if self.label is None:
             lines.append("  no selected label applies: allowed by default"
@@ -151,14 +169,16 @@ class Decision:
             "reason": self.reason,
             "causes": [c.to_dict() for c in self.causes],
             "degraded": self.degraded,
-            "degraded_reason": self.degraded_reason,
+            "degraded_reason": None if self.degraded_reason is None else self.degraded_reason.value,
+            "degraded_detail": self.degraded_detail,
         }
 
     # ------------------------------------------------------------------ identity
 
     def _values(self) -> tuple[Any, ...]:
         return (self.entity, self.surface, self.enforcement, self.visible, self.label,
-                self.decided_by, self.reason, self.causes, self.degraded, self.degraded_reason)
+                self.decided_by, self.reason, self.causes, self.degraded, self.degraded_reason,
+                self.degraded_detail)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Decision):
@@ -170,7 +190,7 @@ class Decision:
 
     def __repr__(self) -> str:
         names = ("entity", "surface", "enforcement", "visible", "label", "decided_by", "reason",
-                 "causes", "degraded", "degraded_reason")
+                 "causes", "degraded", "degraded_reason", "degraded_detail")
         body = ", ".join(f"{n}={v!r}" for n, v in zip(names, self._values(), strict=True))
         return f"Decision({body})"
 
@@ -216,6 +236,7 @@ def clear_decision_type(surface: str) -> type[Decision]:
         "causes": (),
         "degraded": False,
         "degraded_reason": None,
+        "degraded_detail": None,
     }
     return type("Decision", (Decision,), attrs)
 
@@ -230,7 +251,7 @@ def new_clear(cls: type[Decision], entity: str) -> Decision:
 _SETTERS: Final = tuple(
     Decision.__dict__[f].__set__
     for f in ("entity", "surface", "enforcement", "visible", "label", "decided_by", "reason",
-              "causes", "degraded", "degraded_reason")
+              "causes", "degraded", "degraded_reason", "degraded_detail")
 )
 
 
@@ -257,4 +278,5 @@ def make_decision(
     s[7](d, causes)
     s[8](d, False)
     s[9](d, None)
+    s[10](d, None)
     return d

@@ -2,8 +2,10 @@
 
 A pin's decision can take in labels on what it links to. Link values come from
 whoever made the item, so they are hostile input: `related_key` turns one into
-a canonical key or raises EntityKeyError; `check_related` tells caller misuse
-(an unknown kind, a non-mapping) from a bad value.
+a canonical key or raises EntityKeyError (a bad value: the read path decides
+that item by the surface's `on_bad_link`); misuse by the caller (an unknown
+kind, a non-mapping, a value that is not a string) raises InvalidInputError
+(`check_related`, `related_key`).
 """
 
 from __future__ import annotations
@@ -63,13 +65,22 @@ def check_related(related: object, index: int) -> bool:
 
 def related_key(kind: str, value: str) -> str:
     """The canonical key of a linked entity given as an id, a `kind:id` key or (domain) a URL."""
-    if not isinstance(value, str):
-        raise EntityKeyError(
+    if not isinstance(value, str):  # the caller's misuse, not hostile data: raise
+        raise InvalidInputError(
             f"related {kind!r} must be a string, got {type(value).__name__}", field="related"
         )
     entity_kind = _LINK_ENTITY_KIND.get(kind, kind)
-    if entity_kind == "domain" and ("/" in value or "://" in value):
-        return domain_key_from_url(value)
-    if ":" in value:
+    prefix = entity_kind + ":"
+    if value[: len(prefix)].lower() == prefix:  # already a key of the link's kind
         return canonical_key(value)
-    return canonical_key(f"{entity_kind}:{value}")
+    if entity_kind == "domain":
+        if "/" in value or ":" in value:  # a URL (or host:port): the host a browser opens
+            return domain_key_from_url(value)
+        return canonical_key(prefix + value)
+    if ":" in value:
+        key = canonical_key(value)
+        if not key.startswith(prefix):  # e.g. {"creator": "pin:5"}: not a user
+            raise EntityKeyError(f"a {kind} link must be a {entity_kind} id or key, "
+                                 f"got a {key.partition(':')[0]} key", field="related")
+        return key
+    return canonical_key(prefix + value)

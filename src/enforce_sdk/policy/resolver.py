@@ -27,7 +27,14 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from ..model.label import Enforcement, Label, SourceType
-from .decision import Cause, Decision, clear_decision_type, make_decision, new_clear
+from .decision import (
+    Cause,
+    Decision,
+    DegradedKind,
+    clear_decision_type,
+    make_decision,
+    new_clear,
+)
 from .surface import FailMode
 
 if TYPE_CHECKING:
@@ -117,9 +124,10 @@ class Resolver:
         """The decision for an entity known to have no labels (e.g. a bloom negative)."""
         return new_clear(self._clear_cls, entity)
 
-    def fail(self, entity: str, reason: str, mode: FailMode | None = None) -> Decision:
-        """A degraded decision per the surface's fail mode (or `mode`), recording `reason`."""
-        return Decision.fail(entity, self.surface, mode or self._fail_mode, reason,
+    def fail(self, entity: str, kind: DegradedKind, detail: str,
+             mode: FailMode | None = None) -> Decision:
+        """A degraded decision per the surface's fail mode (or `mode`), recording why."""
+        return Decision.fail(entity, self.surface, mode or self._fail_mode, kind, detail,
                              hide_from=self._hide_from)
 
     def is_visible(self, enforcement: Enforcement) -> bool:

@@ -18,6 +18,10 @@ FailMode = Literal["open", "closed"]
 
 
 BloomStaleMode = Literal["trust", "verify"]
+# What an item whose link cannot be parsed gets: hidden (fail_closed, the default), or
+# decided on its other labels (ignore). Either way flagged degraded (bad_link), and only
+# that item: the rest of the page is decided as usual.
+BadLinkMode = Literal["ignore", "fail_closed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +38,7 @@ class SurfaceConfig:
     fail_mode: FailMode = "open"
     related: Mapping[str, Enforcement] = field(default_factory=lambda: _EMPTY)  # link kind -> minimum enforcement propagated
     on_bloom_stale: BloomStaleMode = "trust"
+    on_bad_link: BadLinkMode = "fail_closed"  # a link that cannot be parsed: hide the item
 
     def is_visible(self, enforcement: Enforcement) -> bool:
         return enforcement < self.hide_from
@@ -49,4 +54,5 @@ class SurfaceConfig:
             "fail_mode": self.fail_mode,
             "related": {k: v.wire for k, v in self.related.items()},
             "on_bloom_stale": self.on_bloom_stale,
+            "on_bad_link": self.on_bad_link,
         }
