@@ -71,6 +71,9 @@ def test_enforcement_compares_by_severity() -> None:
     assert matches("enforcement < limit", make_label(enforcement=Enforcement.ALLOW))
     assert matches("enforcement in [allow, remove]", make_label(enforcement=Enforcement.REMOVE))
     assert not matches("enforcement != remove", make_label(enforcement=Enforcement.REMOVE))
+    # enforcement literals are case-insensitive, bare or quoted; the canonical text is lower-case
+    assert str(Selector.parse("enforcement >= BLOCK")) == "enforcement >= block"
+    assert matches("enforcement = 'Remove'", make_label(enforcement=Enforcement.REMOVE))
 
 
 def test_age_is_compared_as_a_duration() -> None:
@@ -79,6 +82,9 @@ def test_age_is_compared_as_a_duration() -> None:
     assert matches("age >= 1w", old) and not matches("age >= 1w", young)
     assert matches("age > 36h", young)
     assert matches("age <= 500ms", make_label(age=timedelta(milliseconds=400)))
+    assert matches("age < 1d2h", make_label(age=timedelta(hours=25)))
+    assert not matches("age < 1d2h", make_label(age=timedelta(hours=27)))
+    assert str(Selector.parse("age < 1D2H")) == "age < 1d2h"
     future = make_label(age=timedelta(hours=-1))  # clock skew: age counts as 0
     assert matches("age <= 0s", future)
 
@@ -143,7 +149,8 @@ def test_blank_selector_takes_every_label() -> None:
         ('confidence = "x"', 13, "a number in 0..1", "confidence compares to a number"),
         ("confidence >= 1.5", 14, "a number in 0..1", "outside 0..1"),
         ("enforcement >= blocked", 15, "an enforcement", "unknown enforcement 'blocked'"),
-        ("age < 7x", 6, "a duration unit", "bad duration '7x'"),
+        ("age < 7x", 6, "largest unit first", "bad duration '7x'"),
+        ("age < 2h1d", 6, "largest unit first", "bad duration '2h1d'"),
         ("age < 7", 6, "a duration", "age compares to a duration"),
         ("type = robot", 7, "human or automated", "unknown source type"),
         ("reason < spam", 7, "=, != or in", "cannot be ordered"),
@@ -153,7 +160,9 @@ def test_blank_selector_takes_every_label() -> None:
         ("reason in []", 11, "a reason", "unexpected"),
         ("reason not = spam", 11, "'in' after 'not'", "unexpected"),
         ('system = "abc', 9, 'a closing "', "unterminated string"),
-        ('system = "a\\nb"', 11, "one of", "unknown escape"),
+        ('system = "a\\nb"', 11, "without backslashes", "strings have no escapes"),
+        ('system = "a\\"b"', 11, "without backslashes", "strings have no escapes"),
+        ("system = 'a\"b'", 9, "a name matching", "can never match"),
         ("reason = Spam", 9, "a reason matching", "can never match"),
         ("type = human $", 13, "a field, value", "unexpected character '$'"),
         ("reason = and", 9, "a reason", "keyword 'and'"),
@@ -195,7 +204,10 @@ def test_durations() -> None:
     assert parse_duration("500ms") == 0.5
     assert parse_duration("1.5h") == 5400
     assert parse_duration("7d") == 7 * 86400
-    for bad in ("7", "-3d", "7x", "", "d"):
+    assert parse_duration("1d2h") == 86400 + 7200
+    assert parse_duration("1h30m15s500ms") == 5415.5
+    assert parse_duration("1D2H") == 93600  # units are case-insensitive, like keywords
+    for bad in ("7", "-3d", "7x", "", "d", "2h1d", "1d1d", "1d2", "1d 2h"):
         with pytest.raises(ValueError):
             parse_duration(bad)
     for seconds in (0.5, 30, 90, 3600, 7 * 86400, 1.25, 14 * 86400):

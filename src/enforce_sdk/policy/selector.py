@@ -38,16 +38,30 @@ DURATION_UNITS: Final[dict[str, float]] = {
     "d": 86400.0,
     "w": 604800.0,
 }
-_DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)([a-z]+)?", re.ASCII)
+_DURATION_PART_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)([a-z]+)", re.ASCII)
+_DURATION_RE = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?[a-z]+)+", re.ASCII)
+DURATION_RULE: Final = ("one or more parts of a number and a unit (ms, s, m, h, d, w), "
+                        "largest unit first, each unit once: 500ms, 7d, 1d2h, 1h30m")
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in a duration literal such as "500ms", "1.5h", "7d"; ValueError if malformed."""
-    m = _DURATION_RE.fullmatch(text.strip().lower())
-    if m is None or m.group(2) is None or m.group(2) not in DURATION_UNITS:
-        units = ", ".join(DURATION_UNITS)
-        raise ValueError(f"{text!r} is not a duration (a number followed by one of {units})")
-    seconds = float(m.group(1)) * DURATION_UNITS[m.group(2)]
+    """Seconds in a duration literal such as "500ms", "1.5h", "7d" or "1d2h" (parts add up,
+    largest unit first, each unit once); ValueError naming the rule if malformed."""
+    lowered = text.strip().lower()
+    if not _DURATION_RE.fullmatch(lowered):
+        raise ValueError(f"{text!r} is not a duration: a duration is {DURATION_RULE}")
+    seconds = 0.0
+    previous = math.inf
+    for number, unit in _DURATION_PART_RE.findall(lowered):
+        size = DURATION_UNITS.get(unit)
+        if size is None:
+            raise ValueError(f"{text!r} is not a duration: unknown unit {unit!r} "
+                             f"(a duration is {DURATION_RULE})")
+        if size >= previous:
+            raise ValueError(f"{text!r} is not a duration: {unit!r} is not smaller than the "
+                             f"unit before it (a duration is {DURATION_RULE})")
+        previous = size
+        seconds += float(number) * size
     if not math.isfinite(seconds):
         raise ValueError(f"{text!r} is out of range")
     return seconds
@@ -71,7 +85,7 @@ _WORD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-@]*", re.ASCII)
 _TOKEN_RE = re.compile(
     r"""
     (?P<ws>[ \t\r\n]+)
-  | (?P<number>[0-9]+(?:\.[0-9]+)?)(?P<unit>[A-Za-z_][A-Za-z0-9_]*)?
+  | (?P<number>[0-9]+(?:\.[0-9]+)?)(?P<unit>[A-Za-z_][A-Za-z0-9_.]*)?
   | (?P<word>[A-Za-z_][A-Za-z0-9_.\-@]*)
   | (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
   | (?P<op><=|>=|!=|=|<|>)
@@ -79,7 +93,6 @@ _TOKEN_RE = re.compile(
     """,
     re.VERBOSE | re.ASCII | re.DOTALL,
 )
-_ESCAPE_RE = re.compile(r"\\(.)", re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +133,7 @@ def _tokenize(text: str) -> list[_Token]:
                         f"bad duration {raw!r}",
                         text=text,
                         position=pos,
-                        expected="a duration unit (" + ", ".join(DURATION_UNITS) + ")",
+                        expected=DURATION_RULE,
                     ) from None
                 tokens.append(_Token("duration", raw.lower(), pos, seconds))
         elif kind == "word":
@@ -130,15 +143,15 @@ def _tokenize(text: str) -> list[_Token]:
                 tokens.append(_Token("word", raw, pos, raw))
         elif kind == "string":
             body = raw[1:-1]
-            bad = next((e for e in _ESCAPE_RE.finditer(body) if e.group(1) not in "\"'\\"), None)
-            if bad is not None:
+            if "\\" in body:  # no label field can hold a quote or a backslash: nothing to escape
                 raise SelectorSyntaxError(
-                    f"unknown escape \\{bad.group(1)}",
+                    "backslash in a string: no label field can hold a backslash or the quote "
+                    "around it, so strings have no escapes",
                     text=text,
-                    position=pos + 1 + bad.start(),
-                    expected="one of \\\" \\' \\\\",
+                    position=pos + 1 + body.index("\\"),
+                    expected="a string without backslashes",
                 )
-            tokens.append(_Token("string", raw, pos, _ESCAPE_RE.sub(r"\1", body)))
+            tokens.append(_Token("string", raw, pos, body))
         elif kind in ("op", "punct"):
             tokens.append(_Token(kind, raw, pos))
         pos = m.end()
@@ -373,7 +386,7 @@ def _describe(tok: _Token) -> str:
 def _quote(text: str) -> str:
     if _WORD_RE.fullmatch(text) and text.lower() not in _KEYWORDS:
         return text
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return '"' + text + '"'  # values hold no quote or backslash (checked when parsed)
 
 
 # --------------------------------------------------------------------------- rendering
