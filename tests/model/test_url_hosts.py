@@ -300,19 +300,19 @@ def _assert_a_key_or_a_refusal(call: Any, arg: str) -> None:
     assert canonical_key(key) == key  # a URL's key is canonical: a label written on it matches
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 @given(st.text())
 def test_any_text_as_a_url_gives_a_key_or_entity_key_error(text: str) -> None:
     _assert_a_key_or_a_refusal(domain_key_from_url, text)
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 @given(st.text())
 def test_any_text_as_a_domain_gives_a_key_or_entity_key_error(text: str) -> None:
     _assert_a_key_or_a_refusal(canonical_key, "domain:" + text)
 
 
-@settings(max_examples=1500)
+@settings(max_examples=1500, deadline=None)
 @given(_URLS)
 def test_url_shaped_input_gives_a_key_or_entity_key_error(url: str) -> None:
     _assert_a_key_or_a_refusal(domain_key_from_url, url)
@@ -320,7 +320,7 @@ def test_url_shaped_input_gives_a_key_or_entity_key_error(url: str) -> None:
         assert url_host(url)
 
 
-@settings(max_examples=800)
+@settings(max_examples=800, deadline=None)
 @given(_HOST_PIECES)
 def test_a_bare_host_and_its_url_agree(pieces: list[str]) -> None:
     """A host that is valid bare has the key of the https URL to it (the pipelines are one)."""
