@@ -20,6 +20,8 @@ from enforce_sdk import EntityKeyError, canonical_key, domain_key_from_url
         ("domain:a.b.blogspot.com", "domain:b.blogspot.com"),  # private PSL section
         ("domain:BÜCHER.de", "domain:xn--bcher-kva.de"),
         ("domain:192.168.0.1", "domain:192.168.0.1"),
+        # DNS and browsers take a label starting with '-'; the key is the registrable domain
+        ("domain:-cdn.example.com", "domain:example.com"),
         ("image:ABCDEF0123", "image:abcdef0123"),
     ],
 )
@@ -43,7 +45,6 @@ def test_canonical_forms(raw: str, canonical: str) -> None:
         ("domain:ex\x00ample.com", "not a valid host name"),
         ("domain:example.com:8080", "no port"),
         ("domain:example.com/x?y=1", "not a valid host name"),
-        ("domain:-example.com", "not a valid host name"),
         ("domain:" + "a" * 64 + ".com", "not a valid host name"),
     ],
 )
@@ -73,6 +74,13 @@ def test_domain_key_from_url(url: str, key: str) -> None:
 
 def test_url_without_host_is_rejected() -> None:
     with pytest.raises(EntityKeyError, match="no host"):
+        domain_key_from_url("file:///nohost")
+
+
+def test_extra_slashes_do_not_hide_the_host() -> None:
+    # A browser skips any slashes after a special scheme: https:///x opens host x.
+    assert domain_key_from_url("https:///www.example.com/") == "domain:example.com"
+    with pytest.raises(EntityKeyError, match="public suffix"):
         domain_key_from_url("https:///nohost")
 
 

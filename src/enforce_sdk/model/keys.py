@@ -5,11 +5,13 @@ Canonical form:
   `[a-z][a-z0-9_]{0,31}`;
 - the id is 1..256 characters with no whitespace, control characters or lone
   surrogates (it must encode as UTF-8);
-- `domain:` ids are host names: lower-cased and IDNA-encoded, dot-separated
-  labels of letters, digits, `-` and `_` (1..63 each, 253 in all; no port, path
-  or query), reduced to the registrable domain by the Public Suffix List (ICANN
-  and private sections); a bare public suffix is rejected; IP literals are kept
-  in their compressed form;
+- `domain:` ids are hosts, read by the WHATWG URL host parser as a browser
+  reads them (UTS 46 IDNA, percent-decoding, every IPv4 form), so a bare key
+  and a URL to the same host meet (`model.hosts`). A domain is reduced to its
+  registrable domain by the Public Suffix List (ICANN and private sections); a
+  bare public suffix is refused. An IP host keeps its address: IPv4
+  dotted-decimal, IPv6 compressed without brackets (IPv4-mapped IPv6 is the
+  IPv4 address). No port, path or query: `domain_key_from_url` reads a URL;
 - `image:` ids (content signatures) are lower-cased;
 - every other kind keeps its id as given (ids are case-sensitive).
 """
@@ -17,15 +19,14 @@ Canonical form:
 from __future__ import annotations
 
 import functools
-import ipaddress
 import re
-from urllib.parse import urlsplit
-
-from publicsuffixlist import PublicSuffixList
 
 from .._errors import EntityKeyError
+from .hosts import HostError, host_of_domain_id, parse_url_host, registrable_id
 
 MAX_KEY_ID_LENGTH = 256
+# URLs up to this length are remembered with their key (links repeat across a feed).
+MAX_CACHED_URL_LENGTH = 1024
 KIND_PATTERN = r"[a-z][a-z0-9_]{0,31}"
 # One character of an id: no whitespace, no control character, no lone surrogate.
 ID_CHAR_PATTERN = r"[^\s\x00-\x1f\x7f\ud800-\udfff]"
@@ -36,43 +37,24 @@ FAST_CANONICAL_PATTERN = (
     rf"(?!domain:|image:){KIND_PATTERN}:{ID_CHAR_PATTERN}{{1,{MAX_KEY_ID_LENGTH}}}"
 )
 _FAST_RE = re.compile(FAST_CANONICAL_PATTERN)
-_HOST_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
-_HOST_RE = re.compile(rf"(?=.{{1,253}}\Z)(?:{_HOST_LABEL}\.)*{_HOST_LABEL}")
-
-_psl: PublicSuffixList | None = None
 
 
-def _public_suffix_list() -> PublicSuffixList:
-    global _psl
-    if _psl is None:
-        _psl = PublicSuffixList()
-    return _psl
+def _shown(text: str) -> str:
+    """An input for an error message: hostile text can be long."""
+    return repr(text) if len(text) <= 200 else repr(text[:200]) + "..."
 
 
 def _canonical_domain(raw: str) -> str:
-    host = raw.strip().rstrip(".").lower()
-    if not host:
+    if not raw:
         raise EntityKeyError("empty domain", field="entity")
     try:
-        return "domain:" + ipaddress.ip_address(host.strip("[]")).compressed
-    except ValueError:
-        pass
-    try:
-        host = host.encode("idna").decode("ascii")
-    except UnicodeError as exc:
-        raise EntityKeyError(f"domain {raw!r} is not a valid host name", field="entity") from exc
-    if not _HOST_RE.fullmatch(host):
+        return "domain:" + registrable_id(*host_of_domain_id(raw))
+    except HostError as exc:
         raise EntityKeyError(
-            f"domain {raw!r} is not a valid host name (dot-separated labels of letters, digits,"
-            " '-' and '_'; no port, path or query: use domain_key_from_url for a URL)",
+            f"domain {_shown(raw)} is not a valid host name: {exc} (a host name or IP address"
+            " only, no port, path or query: use domain_key_from_url for a URL)",
             field="entity",
-        )
-    registrable = _public_suffix_list().privatesuffix(host)
-    if registrable is None:
-        raise EntityKeyError(
-            f"domain {raw!r} is a public suffix, not a registrable domain", field="entity"
-        )
-    return "domain:" + registrable
+        ) from None
 
 
 @functools.lru_cache(maxsize=65536)
@@ -115,19 +97,40 @@ def entity_kind(key: str) -> str:
 
 
 def domain_key_from_url(url: str) -> str:
-    """The canonical `domain:` key of a URL's host, e.g. https://www.x.co.uk/a -> domain:x.co.uk."""
-    if not isinstance(url, str):
+    """The `domain:` key of the host a browser opens for `url`.
+
+    https://www.x.co.uk/a -> domain:x.co.uk; `//x.com/a` is read as a link on an
+    https page, `x.com/a` as typed in an address bar (docs/label-schema.md).
+    """
+    if type(url) is not str:
         raise EntityKeyError(f"url must be a string, got {type(url).__name__}", field="url")
-    text = url.strip()
-    if "://" not in text:
-        text = "//" + text
+    if len(url) <= MAX_CACHED_URL_LENGTH:
+        return _url_key_cached(url)
+    return _url_key(url)
+
+
+def _url_key(url: str) -> str:
     try:
-        host = urlsplit(text).hostname
-    except ValueError as exc:
-        raise EntityKeyError(f"{url!r} is not a valid URL: {exc}", field="url") from exc
-    if not host:
-        raise EntityKeyError(f"{url!r} has no host", field="url")
-    return _canonical_domain(host)
+        return "domain:" + registrable_id(*parse_url_host(url))
+    except HostError as exc:
+        raise EntityKeyError(f"{_shown(url)} is not a web link: {exc}", field="url") from None
+
+
+def url_host(url: str, base: str | None = None) -> str:
+    """The host a browser opens for `url` (against `base` if given), as WHATWG serializes it.
+
+    ASCII, IPv6 in brackets, before any Public Suffix List reduction: what
+    `domain_key_from_url` reduces to a key.
+    """
+    if type(url) is not str or (base is not None and type(base) is not str):
+        raise EntityKeyError("url and base must be strings", field="url")
+    try:
+        return parse_url_host(url, base)[0]
+    except HostError as exc:
+        raise EntityKeyError(f"{_shown(url)} is not a web link: {exc}", field="url") from None
+
+
+_url_key_cached = functools.lru_cache(maxsize=16384)(_url_key)
 
 
 # Raw keys that are surely canonical without running canonical_key: a kind without special
