@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 import redis
+
 from enforce_sdk.demo.sample import entity_for, sample_labels
 from enforce_sdk.model.label import Label
 from enforce_sdk.store import LabelStorage, PutOp, RedisClusterStorage, SQLiteStorage
