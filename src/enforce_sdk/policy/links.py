@@ -74,9 +74,15 @@ def related_key(kind: str, value: str) -> str:
     if value[: len(prefix)].lower() == prefix:  # already a key of the link's kind
         return canonical_key(value)
     if entity_kind == "domain":
-        if "/" in value or ":" in value:  # a URL (or host:port): the host a browser opens
+        # Anything else is read as a browser reads a link (a bare host as https://host/):
+        # deciding "URL or host" here by its characters would let `https:\\evil.com` or
+        # `HTTPS:evil.com` through as a key of their own, dodging evil.com's label.
+        try:
             return domain_key_from_url(value)
-        return canonical_key(prefix + value)
+        except EntityKeyError:
+            if value.count(":") < 2:  # not a bare IPv6 address
+                raise
+            return canonical_key(prefix + value)
     if ":" in value:
         key = canonical_key(value)
         if not key.startswith(prefix):  # e.g. {"creator": "pin:5"}: not a user
