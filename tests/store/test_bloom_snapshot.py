@@ -68,6 +68,7 @@ def test_snapshot_is_labeled_with_the_head_read_before_iterating() -> None:
 
 def test_capacity_has_headroom_and_a_floor() -> None:
     assert snapshot_capacity(0) == MIN_KEYS
+    assert HEADROOM >= 2  # the store may double before a reader's filter is at its design point
     assert snapshot_capacity(1_000_000) == int(1_000_000 * HEADROOM) + 1
     bloom = BloomFilter.for_capacity(snapshot_capacity(100_000), 0.01)
     assert bloom.model_fp(100_000) < 0.01 and bloom.model_fp(snapshot_capacity(100_000)) <= 0.01
@@ -109,10 +110,14 @@ def test_http_snapshot_endpoint(store_server: StoreServerProcess) -> None:
         assert raw.status_code == 200
         assert raw.headers["content-type"] == "application/octet-stream"
         assert (raw.headers["x-bloom-seq"], raw.headers["x-bloom-key-count"]) == ("2", "2")
+        # the design point, so a reader knows when the feed has filled it
+        assert raw.headers["x-bloom-capacity"] == str(MIN_KEYS)
+        assert float(raw.headers["x-bloom-fp-rate"]) == 0.01
         bloom = BloomFilter.from_bytes(raw.content)
         assert bloom.seq == 2 and "pin:1" in bloom and "domain:spam.example" in bloom
         download = reader.bloom_snapshot()
         assert download is not None and download.etag == raw.headers["etag"]
+        assert (download.capacity, download.fp_rate) == (MIN_KEYS, 0.01)
         assert reader.bloom_snapshot(download.etag) is None  # 304: unchanged
         writer.put(label("pin:2"))
         admin.rebuild_bloom()

@@ -374,6 +374,8 @@ def _bloom_headers(snapshot: BloomSnapshot) -> dict[str, str]:
         "ETag": snapshot.etag,
         "X-Bloom-Seq": str(snapshot.seq),
         "X-Bloom-Key-Count": str(snapshot.key_count),
+        "X-Bloom-Capacity": str(snapshot.capacity),
+        "X-Bloom-FP-Rate": repr(snapshot.fp_rate),
         "Cache-Control": "no-cache",
     }
 

@@ -6,6 +6,11 @@ is committed before the iteration starts, so it is in the filter (a key labeled
 after S may be in it too: harmless, a false positive at worst). The snapshot is
 labeled S, and a reader that follows the change feed from S misses nothing.
 
+Sizing: for HEADROOM times the labeled keys, and never fewer than MIN_KEYS, so
+a reader following the feed has room for the store to double before its filter
+reaches its design point (and the SDK's filter grows past it: client/bloom_gate).
+Served with the snapshot, `capacity` and `fp_rate` tell a reader that design point.
+
 `BloomSnapshots` keeps the last built snapshot and serialises builds; builds
 block (storage reads, hashing), so callers run them in a thread.
 """
@@ -22,8 +27,8 @@ from ..model.records import LabelStatus
 from ..native.bloom import BloomFilter
 from .storage.base import LabelStorage
 
-HEADROOM = 1.25  # size for this many times the keys found, so growth keeps the FP rate
-MIN_KEYS = 1024  # ... and never for fewer than this
+HEADROOM = 2.0  # size for this many times the keys found: the store may double before a reload
+MIN_KEYS = 65_536  # ... and never for fewer (80 KB at 1%): a young store's first import fits
 _CHUNK = 10_000  # keys hashed and added per C call
 
 
@@ -35,6 +40,7 @@ class BloomSnapshot:
     seq: int
     key_count: int
     capacity: int  # key count the filter was sized for
+    fp_rate: float  # its FP rate at `capacity` keys (at most)
     build_seconds: float
     etag: str  # changes with every build; lets a reader skip an unchanged download
 
@@ -83,6 +89,7 @@ class BloomSnapshots:
                 seq=bloom.seq,
                 key_count=bloom.key_count,
                 capacity=capacity,
+                fp_rate=self.fp_rate,
                 build_seconds=seconds,
                 etag=f'"{bloom.seq}-{next(self._builds)}"',
             )

@@ -88,12 +88,27 @@ class BloomDownload:
 
     bloom: BloomFilter  # its `seq` is the change sequence number it reflects
     etag: str | None
+    capacity: int | None = None  # keys the store sized it for (None: an older store)
+    fp_rate: float | None = None  # its FP rate at `capacity` keys
 
 
 @dataclass(frozen=True, slots=True)
 class PendingPage:
     pending: list[StoredLabel]
     next: str | None  # cursor for `after`; None at the end
+
+
+def _bloom_design(headers: httpx.Headers) -> tuple[int | None, float | None]:
+    """(capacity, fp_rate) a snapshot was sized for, from its headers; None where absent or bad."""
+    capacity: int | None = None
+    fp_rate: float | None = None
+    with contextlib.suppress(KeyError, ValueError):
+        capacity = int(headers["x-bloom-capacity"])
+        capacity = capacity if capacity > 0 else None
+    with contextlib.suppress(KeyError, ValueError):
+        fp_rate = float(headers["x-bloom-fp-rate"])
+        fp_rate = fp_rate if 0.0 < fp_rate < 1.0 else None
+    return capacity, fp_rate
 
 
 # -- error translation (the one place) -------------------------------------------------------
@@ -408,7 +423,8 @@ class LabelStoreClient(RequestTimeout[httpx.Client]):
             decode_response(response, what)  # raises the translated error
         if response.status_code != 200:
             raise StoreResponseError(response.status_code, f"{what}: unexpected status")
-        return BloomDownload(BloomFilter.from_bytes(response.content), response.headers.get("etag"))
+        return BloomDownload(BloomFilter.from_bytes(response.content), response.headers.get("etag"),
+                             *_bloom_design(response.headers))
 
     def rebuild_bloom(self) -> dict[str, Any]:
         """Have the store rebuild its bloom snapshot now (admin); returns its figures."""
