@@ -46,6 +46,7 @@ class FakeStore:
     builds: int = 0
     down: bool = False
     loads: int = 0
+    design: int | None = None  # the capacity its snapshots say they were sized for (X-Bloom-Capacity)
     # called with `wait` when a poll finds nothing new and may wait: a long-poll's time passes
     on_wait: Callable[[float], None] | None = None
 
@@ -103,7 +104,8 @@ class FakeStore:
         if etag == tag:
             return None
         self.loads += 1
-        return BloomDownload(BloomFilter.from_bytes(self.served.to_bytes()), tag)
+        return BloomDownload(BloomFilter.from_bytes(self.served.to_bytes()), tag, self.design,
+                             None if self.design is None else 0.01)
 
 
 class Rig:
@@ -355,11 +357,14 @@ OPS = st.one_of(
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(ops=st.lists(OPS, min_size=4, max_size=40), page_size=st.integers(1, 4))
+@given(ops=st.lists(OPS, min_size=4, max_size=40), page_size=st.integers(1, 4),
+       design=st.sampled_from([None, 1, 2]))
 def test_never_absent_for_a_key_labeled_at_the_applied_position(
-    ops: list[tuple[object, ...]], page_size: int
+    ops: list[tuple[object, ...]], page_size: int, design: int | None
 ) -> None:
-    store = FakeStore()
+    """`design` 1 or 2: snapshots say they are full at 1 or 2 keys, so the active and the
+    staged filters grow layers all along (None: the default rate's design point)."""
+    store = FakeStore(design=design)
     store.build()
     rig = Rig(store, page_size=page_size)
     heads: list[tuple[float, int]] = [(rig.now[0], store.head)]  # (time, the store's head)

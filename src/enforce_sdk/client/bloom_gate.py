@@ -9,6 +9,12 @@ means k had no label at P.
   negatives are not trusted (every check takes the cache/store path).
 - Feed: every record whose entity has a label afterwards adds the entity
   (idempotent; the follower itself evicts the cache).
+- Growth: the filter is a `ScalableBloom` over the snapshot, sized by the store
+  for `capacity` keys at `fp_rate` (sent with the snapshot). When the feed has
+  filled it to that design point, adds go to a new layer at a tighter rate and
+  lookups ask every layer (the FP rate stays below 1.5 x fp_rate); the new view
+  is published before any key goes into the new layer. A growth also asks for a
+  fresh snapshot at the next poll, which folds the layers back into one filter.
 - Scheduled reload (`refresh_interval`), on the follower thread before a poll:
   a snapshot at S2 >= P replaces the filter at once; one at S2 < P lacks keys
   labeled in (S2, P], so it is *staged*: the follower rewinds to S2, the
@@ -43,6 +49,7 @@ from .._errors import EnforceError
 from ..config.document import BloomSettings
 from ..model.records import ChangeRecord
 from ..native.bloom import BloomFilter
+from ..native.scalable_bloom import DEFAULT_FP_RATE, ScalableBloom
 from ..store_client.client import BloomDownload, LabelStoreClient
 from .stats import Stats
 
@@ -52,11 +59,6 @@ SnapshotLoader = Callable[[str | None, float], BloomDownload | None]
 """(etag of the active snapshot or None, timeout) -> a new snapshot, or None if unchanged."""
 
 POLL_GRACE = 1.0  # seconds a long-poll may run past its wait (network, a busy store) and vouch
-
-
-
-
-
 
 
 class BloomGate:
@@ -77,7 +79,8 @@ class BloomGate:
         self.load_timeout = load_timeout
         self._lock = threading.Lock()
         self.bloom: BloomFilter | None = None  # the active filter; None: negatives not trusted
-        self._staged: tuple[BloomFilter, int] | None = None  # (filter, position it must reach)
+        self._filter: ScalableBloom | None = None  # the active filter's layers (bloom: its view)
+        self._staged: tuple[ScalableBloom, int] | None = None  # (filter, position it must reach)
         self._etag: str | None = None
         self._next_load_at = 0.0
         self._fresh_at = float("-inf")  # timer() when the filter was last known current
@@ -88,6 +91,9 @@ class BloomGate:
         self.max_staleness = settings.max_staleness
         self.refresh_interval = settings.refresh_interval
         self.configure(settings)
+        stats.add_gauge("bloom_fill", self._fill)
+        stats.add_gauge("bloom_layers", self._layers)
+        stats.add_gauge("bloom_estimated_fp", self._estimated_fp)
 
     # -- settings and state -------------------------------------------------------------------
 
@@ -101,6 +107,7 @@ class BloomGate:
                 self._next_load_at = 0.0  # at the next poll (or by load_initial)
             elif not settings.enabled:
                 self.bloom = None
+                self._filter = None
                 self._staged = None
                 self._etag = None
             self.enabled = settings.enabled
@@ -127,6 +134,20 @@ class BloomGate:
     def seq(self) -> int | None:
         bloom = self.bloom
         return None if bloom is None else bloom.seq
+
+    def _fill(self) -> float:
+        """The active filter's newest layer: keys over the capacity it was sized for."""
+        active = self._filter
+        return 0.0 if active is None else active.fill
+
+    def _layers(self) -> float:
+        active = self._filter
+        return 0.0 if active is None else float(active.layers)
+
+    def _estimated_fp(self) -> float:
+        """The sizing model's FP rate of the active filter at the keys it counts."""
+        bloom = self.bloom
+        return 0.0 if bloom is None else bloom.model_fp()
 
     def after_fork(self) -> None:
         """In a forked child: the filter is plain memory and stays; the lock is new."""
@@ -172,9 +193,30 @@ class BloomGate:
 
     def _install_now(self, download: BloomDownload) -> None:
         """Serve `download` now (its seq is at least the feed's position): freshness unchanged."""
-        self.bloom = download.bloom
+        active = self._filter = _scalable(download)
+        self.bloom = active.view
         self._etag = download.etag
         self._staged = None
+
+    def _publish(self, view: BloomFilter) -> None:
+        """The active filter grew: serve its new view, and fold it back at the next poll."""
+        self.bloom = view
+        self._next_load_at = min(self._next_load_at, self._timer())
+        active = self._filter
+        if active is not None:
+            log.info("bloom filter full at its design point: grew to %d layers for %d keys "
+                     "(FP rate within %.3g); a fresh snapshot is asked for at the next poll",
+                     active.layers, active.capacity, active.design_fp())
+
+    def _adopted(self) -> ScalableBloom | None:
+        """The active filter's layers; a filter assigned to `bloom` from outside is adopted."""
+        bloom, active = self.bloom, self._filter
+        if active is not None and active.view is bloom:
+            return active
+        if type(bloom) is BloomFilter:  # design unknown: the default rate's capacity
+            active = self._filter = ScalableBloom(bloom)
+            return active
+        return None
 
     # -- the follower's callbacks (follower thread) ---------------------------------------------
 
@@ -186,8 +228,10 @@ class BloomGate:
         if staged is not None:
             if position >= staged[1]:
                 with self._lock:
-                    self.bloom, self._staged = staged[0], None  # as current as the active one
-                log.info("bloom snapshot at %d caught up to %d: active", staged[0].seq, position)
+                    self._filter, self._staged = staged[0], None  # as current as the active one
+                    self.bloom = staged[0].view
+                log.info("bloom snapshot at %d caught up to %d: active", staged[0].base.seq,
+                         position)
             return None  # no new load while a staged one catches up
         if self._timer() < self._next_load_at:
             return None
@@ -202,7 +246,7 @@ class BloomGate:
                 self._install_now(download)
                 return None
             # Older than what is applied: replay (seq, position] into it before it serves.
-            self._staged = (download.bloom, position)
+            self._staged = (_scalable(download), position)
             self._etag = download.etag
         return seq
 
@@ -240,9 +284,13 @@ class BloomGate:
         if not keys:
             return
         with self._lock:
-            for bloom in (self.bloom, None if self._staged is None else self._staged[0]):
-                if bloom is not None:
-                    bloom.add_many(keys)
+            active = self._adopted()
+            if active is not None:
+                active.add_many(keys, self._publish)
+            elif self.bloom is not None:
+                self.bloom.add_many(keys)
+            if self._staged is not None:
+                self._staged[0].add_many(keys)
 
     def on_resync(self, head: int) -> int | None:
         """The feed lost continuity: reload a snapshot now and follow from its seq.
@@ -258,11 +306,17 @@ class BloomGate:
             if not self.enabled:  # turned off during the download: configure() dropped all
                 return None
             if download is None:  # the old filter missed the gap: stop trusting it
-                self.bloom, self._staged, self._etag = None, None, None
+                self.bloom, self._filter, self._staged, self._etag = None, None, None, None
                 self._next_load_at = self._timer()  # retry at the next poll
                 return None
             self._install_now(download)
         return download.bloom.seq
+
+
+def _scalable(download: BloomDownload) -> ScalableBloom:
+    """The downloaded filter, ready to grow past the capacity the store sized it for."""
+    return ScalableBloom(download.bloom, download.capacity,
+                         download.fp_rate if download.fp_rate is not None else DEFAULT_FP_RATE)
 
 
 class SnapshotSource:

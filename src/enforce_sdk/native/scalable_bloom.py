@@ -20,7 +20,6 @@ the filter grow are added: `add_many` calls `publish(view)` at that moment.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -250,9 +249,7 @@ class ScalableBloom:
     @property
     def fill(self) -> float:
         """The newest layer's keys over its capacity: 1.0 is its design point."""
-        top = self._layers[-1]
-        capacity = self._capacities[-1]
-        return top.key_count / capacity if capacity else math.inf
+        return self._layers[-1].key_count / max(1, self._capacities[-1])
 
     def design_fp(self) -> float:
         """The FP rate the layers reach when each is full: the bound this filter keeps."""
