@@ -11,6 +11,14 @@ Python's per-process randomised `hash()` by default, which cannot be persisted; 
 "rbloom stable hash" uses the hash_func its docs suggest for save/load (blake2b).
 Also: snapshot save/load of a 10**8-key (about 120 MB) filter.
 
+Growth (issue 11): a client's filter loaded from an empty store's snapshot, then fed
+200,000 keys by the change feed: measured FP rate (100,000 absent keys) and memory every
+20,000 keys, for the old store sizing (1,024 keys), the new one (2x, floor 65,536) without
+and with the SDK's growth (ScalableBloom), beside a fresh snapshot of all 200,000 keys. And
+the lookup cost of a grown filter (BloomLayers, 2 and 3 layers) beside the plain filter the
+gate serves until it grows: `contains` of an absent key, `contains_many` and the page
+precheck `surely_unlabeled` of 100-key pages.
+
 Goals: scalar no slower than rbloom; batch >= 4x faster per key than rbloom scalar;
 <= 1.3 B/key at measured FP <= 1%.
 
@@ -37,7 +45,8 @@ import pybloomfilter
 import pytest
 import rbloom
 
-from enforce_sdk.native.bloom import BloomFilter
+from enforce_sdk.native.bloom import BloomFilter, surely_unlabeled
+from enforce_sdk.native.scalable_bloom import ScalableBloom
 
 ROOT = Path(__file__).resolve().parents[1]
 for extra in (str(ROOT), str(ROOT / "benchmarks")):
@@ -203,6 +212,86 @@ def measure_snapshot(capacity: int, repeats: int) -> dict[str, float]:
     }
 
 
+def _store_capacity(keys: int, headroom: float, floor: int) -> int:
+    return max(floor, int(keys * headroom) + 1)
+
+
+def measure_growth(total: int = 200_000, step: int = 20_000, probe: int = 100_000) -> dict[str, Any]:
+    """FP rate and bytes of the client's filter as `total` keys arrive after an empty snapshot."""
+    keys = [f"pin:{i}" for i in range(total)]
+    absent = [f"pin:{10**9 + i}" for i in range(probe)]
+    designs: dict[str, Any] = {
+        "store 1024, no growth (before)": BloomFilter.for_capacity(_store_capacity(0, 1.25, 1024), FP),
+        "store 2x/65536, no growth": BloomFilter.for_capacity(_store_capacity(0, 2.0, 65_536), FP),
+        "store 2x/65536 + growth (now)": ScalableBloom(
+            BloomFilter.for_capacity(_store_capacity(0, 2.0, 65_536), FP), 65_536, FP),
+    }
+    rows: list[dict[str, Any]] = []
+    for start in range(0, total, step):
+        chunk = keys[start:start + step]
+        row: dict[str, Any] = {"keys": start + step}
+        for name, bloom in designs.items():
+            bloom.add_many(chunk)
+            view = bloom.view if isinstance(bloom, ScalableBloom) else bloom
+            assert view.contains_many(keys[:start + step]).all(), f"{name}: a false negative"
+            row[name] = {"fp": float(view.contains_many(absent).mean()),
+                         "bytes": view.size_bytes}
+        rows.append(row)
+    fresh = BloomFilter.for_capacity(_store_capacity(total, 2.0, 65_536), FP)
+    fresh.add_many(keys)
+    return {"rows": rows, "fresh_snapshot": {"fp": float(fresh.contains_many(absent).mean()),
+                                             "bytes": fresh.size_bytes},
+            "target_fp": FP, "probe_keys": probe}
+
+
+def measure_layer_lookups(total: int = 200_000, lookups: int = 100_000,
+                          repeats: int = REPEATS) -> dict[str, dict[str, float]]:
+    """ns per key of the read path's lookups: the plain filter against grown ones."""
+    keys = [f"pin:{i}" for i in range(total)]
+    plain = BloomFilter.for_capacity(2 * total, FP)
+    plain.add_many(keys)
+    filters: dict[str, BloomFilter] = {"plain filter (1 layer)": plain}
+    for layers, count in ((2, 190_000), (3, total)):
+        grown = ScalableBloom(BloomFilter.for_capacity(65_536, FP), 65_536, FP)
+        grown.add_many(keys[:count])
+        assert grown.layers == layers
+        filters[f"BloomLayers, {layers} layers"] = grown.view
+    absent = [f"pin:{10**9 + i}" for i in range(lookups)]
+    pages = [absent[i:i + 100] for i in range(0, lookups, 100)]
+    samples: dict[str, dict[str, list[float]]] = {name: {} for name in filters}
+    for _ in range(max(repeats, 3)):
+        for name, bloom in filters.items():
+            probe = fresh(absent)
+            cases: dict[str, Callable[[], Any]] = {
+                "contains": lambda bloom=bloom, probe=probe: [bloom.contains(k) for k in probe],
+                "contains_many(100)": lambda bloom=bloom: [bloom.contains_many(p) for p in pages],
+                "surely_unlabeled(100)": lambda bloom=bloom: [surely_unlabeled(bloom, p)
+                                                              for p in pages],
+            }
+            for case, fn in cases.items():
+                elapsed, _ = _timed(fn)
+                samples[name].setdefault(case, []).append(elapsed / lookups * 1e9)
+    return {name: {case: statistics.median(v) for case, v in per.items()}
+            for name, per in samples.items()}
+
+
+def print_growth(growth: dict[str, Any], lookups: dict[str, dict[str, float]]) -> None:
+    names = [n for n in growth["rows"][0] if n != "keys"]
+    print(f"\ngrowth: FP rate (bytes) after an empty store's snapshot, target {FP}")
+    print(f"{'keys':>8}" + "".join(f"{n:>34}" for n in names))
+    for row in growth["rows"]:
+        cells = "".join(f"{row[n]['fp']:>22.4f} ({row[n]['bytes']:>9})" for n in names)
+        print(f"{row['keys']:>8}{cells}")
+    fresh_snap = growth["fresh_snapshot"]
+    print(f"fresh snapshot of all keys (2x headroom): FP {fresh_snap['fp']:.4f}, "
+          f"{fresh_snap['bytes']} bytes")
+    print("\nlookups, ns per key (absent keys)")
+    cases = list(next(iter(lookups.values())))
+    print(f"{'filter':<26}" + "".join(f"{c:>24}" for c in cases))
+    for name, per in lookups.items():
+        print(f"{name:<26}" + "".join(f"{per[c]:>24.0f}" for c in cases))
+
+
 def summarise(result: dict[str, Any]) -> dict[str, float]:
     med = result["ns_per_lookup_median"]
     ours = result["libraries"]["enforce"]
@@ -261,12 +350,17 @@ def main() -> None:
     snapshot = measure_snapshot(SNAPSHOT_KEYS, REPEATS)
     ratios = summarise(result)
     print_table(result, snapshot, ratios)
+    growth = measure_growth()
+    lookups = measure_layer_lookups()
+    print_growth(growth, lookups)
     path = write_results(
         "bench_bloom",
         {
             **result,
             "snapshot": snapshot,
             "ratios": ratios,
+            "growth": growth,
+            "layer_lookups_ns": lookups,
             "target_fp": FP,
             "load_average_before_after": [load_before, os.getloadavg()],
             "machine": machine_info(),
@@ -314,6 +408,16 @@ def test_summary_runs_small() -> None:
     assert set(ratios) >= {"goal_batch_4x_rbloom_scalar", "goal_size_and_fp"}
     snapshot = measure_snapshot(10_000, 1)
     assert snapshot["file_bytes"] > 10_000
+
+
+def test_growth_runs_small() -> None:
+    growth = measure_growth(total=20_000, step=10_000, probe=5_000)
+    last = growth["rows"][-1]
+    assert last["store 1024, no growth (before)"]["fp"] > 0.5  # saturated
+    assert last["store 2x/65536 + growth (now)"]["fp"] < 2 * FP
+    lookups = measure_layer_lookups(total=200_000, lookups=2_000, repeats=1)
+    assert set(lookups) == {"plain filter (1 layer)", "BloomLayers, 2 layers",
+                            "BloomLayers, 3 layers"}
 
 
 if __name__ == "__main__":
