@@ -282,8 +282,9 @@ class ScalableBloom:
                 if publish is not None:
                     publish(self.view)
                 continue
-            if room <= 0:  # cannot grow (the next layer would be too large): keep adding
-                room = len(keys)
+            if room <= 0 or room >= len(keys):  # all fit (or no layer can be made): add all
+                top.add_many(keys)
+                break
             top.add_many(keys[:room])
             keys = keys[room:]
         return grown
