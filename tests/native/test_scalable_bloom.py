@@ -210,3 +210,9 @@ def test_never_a_false_negative_across_growths(batches: list[list[int]], capacit
     assert [len(v.layers) for v, _ in views if isinstance(v, BloomLayers)] == list(
         range(2, 2 + len(views)))
     assert grown.layers == 1 + len(views) and (not views or views[-1][0] is grown.view)
+
+
+def test_a_capacity_beyond_the_model_cannot_let_the_filter_saturate() -> None:
+    base = BloomFilter.for_capacity(1000, FP)
+    assert ScalableBloom(base, 10**9, FP).capacity == capacity_at(base, FP)
+    assert ScalableBloom(base, 1000, FP).capacity == 1000  # the store's own figure, if lower

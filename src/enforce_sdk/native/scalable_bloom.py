@@ -216,8 +216,10 @@ def _any_of(rates: Any) -> float:
 class ScalableBloom:
     """One filter and the layers it grew, with the capacity each was sized for.
 
-    `capacity` and `fp_rate` describe the base filter (what the store sized it for);
-    capacity None: the most keys the sizing model allows at fp_rate.
+    `capacity` and `fp_rate` describe the base filter (what the store sized it for). It
+    is full at `capacity` keys or where the sizing model's FP rate passes fp_rate,
+    whichever comes first (capacity None: the latter), so a wrong capacity cannot
+    let it saturate.
     """
 
     __slots__ = ("_capacities", "_layers", "fp_rate", "view")
@@ -230,7 +232,8 @@ class ScalableBloom:
         _native.check_fp_rate(fp_rate)
         self.fp_rate = fp_rate
         self._layers = [base]
-        self._capacities = [capacity_at(base, fp_rate) if capacity is None else max(0, capacity)]
+        design = capacity_at(base, fp_rate)
+        self._capacities = [design if capacity is None else max(0, min(capacity, design))]
         self.view: BloomFilter = base
 
     @property
