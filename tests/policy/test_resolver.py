@@ -438,3 +438,12 @@ def test_a_weight_0_human_source_gets_no_human_tier() -> None:
     assert [c.label for c in d.causes] == [a, p]
     trusted = resolver(human_over_automated=True)  # appeals at 0.3: the tier applies again
     assert resolve(trusted, "pin:1", {"pin:1": [a, p]}).label is p
+
+
+@given(st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2105, 12, 31),
+                    timezones=st.just(UTC)))
+@settings(max_examples=2000, deadline=None)
+def test_the_rank_reads_created_at_in_exact_microseconds(when: datetime) -> None:
+    """The rank takes created_at as round(timestamp * 1e6): exact over the range it claims."""
+    exact = (when - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    assert round(when.timestamp() * 1_000_000) == exact
