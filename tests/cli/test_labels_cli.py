@@ -206,3 +206,22 @@ def test_chunk_bigger_than_store_batch_limit_is_a_usage_error(
     result = invoke(store_server, "labels", "import", str(source), "--chunk-size", "250")
     assert result.exit_code == 2
     assert "smaller --chunk-size" in result.stderr and "200" in result.stderr
+
+
+def test_out_of_range_times_are_one_line_errors_not_tracebacks(
+        store_server: StoreServerProcess, tmp_path: Path) -> None:
+    put = ("labels", "put", "pin:1", "--source", "a/human/b", "--enforcement", "block",
+           "--reason", "spam")
+    late = invoke(store_server, *put, "--created-at", "9999-12-31T23:59:59-01:00")
+    assert late.exit_code == 1 and "created_at" in late.stderr and "years 1..9999" in late.stderr
+    far = invoke(store_server, *put, "--ttl", "999999999d")
+    assert far.exit_code == 1 and "past year 9999" in far.stderr, far.stderr
+    huge = invoke(store_server, *put, "--ttl", "1e999d")
+    assert huge.exit_code == 2 and "--ttl" in huge.stderr
+    rows = [lb.to_dict() for lb in sample_labels(3, seed=9)]
+    rows[1] = dict(rows[1], created_at="0001-01-01T00:00:00+01:00")
+    source = tmp_path / "times.jsonl"
+    source.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = invoke(store_server, "labels", "import", str(source), "--chunk-size", "1")
+    assert result.exit_code == 1 and "line 2: created_at:" in result.output
+    assert "Traceback" not in result.output + result.stderr

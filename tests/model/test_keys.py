@@ -95,3 +95,17 @@ def test_any_text_gives_a_canonical_key_or_a_clear_error(raw: str) -> None:
     assert canonical_key(key) == key
     kind, _, ident = key.partition(":")
     assert kind and ident and kind == kind.lower()
+
+
+def test_an_oversized_key_is_refused_before_any_work_or_caching() -> None:
+    """`"pin:1" + 1 MB of spaces` strips to a valid key: it must not be read, or cached."""
+    from enforce_sdk.model import keys
+
+    before = keys._canonical_slow.cache_info().currsize
+    for i in range(1000):
+        raw = f"pin:{i}" + " " * (1 << 20)
+        with pytest.raises(EntityKeyError, match="over the limit of 1024") as info:
+            canonical_key(raw)
+        assert len(str(info.value)) < 200  # the key is not echoed back
+    assert keys._canonical_slow.cache_info().currsize == before
+    assert canonical_key(" pin:1 ") == "pin:1"  # whitespace around a key of normal size is fine

@@ -58,6 +58,11 @@ def test_from_dict_canonicalises_and_round_trips() -> None:
         ({"metadata": []}, "metadata", "must be an object"),
         ({"metadata": 0}, "metadata", "must be an object"),
         ({"colour": "red"}, "label", "unknown field"),
+        ({"created_at": "9999-12-31T23:59:59-01:00"}, "created_at", "years 1..9999"),
+        ({"created_at": "0001-01-01T00:00:00+01:00"}, "created_at", "years 1..9999"),
+        ({"expires_at": "9999-12-31T23:59:59-01:00"}, "expires_at", "years 1..9999"),
+        ({"confidence": 10**400}, "confidence", "(401 characters)"),
+        ({"confidence": -(10**400)}, "confidence", "number in 0..1"),
     ],
 )
 def test_invalid_fields_are_named(patch: dict[str, Any], field: str, fragment: str) -> None:

@@ -101,6 +101,17 @@ LABEL_CASES = [
     ("metadata not an object", {**GOOD, "metadata": False}, "metadata", "must be an object"),
     ("entity lone surrogate", {**GOOD, "entity": "pin:\ud800"}, "entity", "surrogate"),
     ("domain with a port", {**GOOD, "entity": "domain:example.com:8080"}, "entity", "no port"),
+    # out of range once in UTC: these were 500s with a traceback (OverflowError)
+    ("created_at past year 9999 in UTC", {**GOOD, "created_at": "9999-12-31T23:59:59-01:00"},
+     "created_at", "out of range"),
+    ("created_at before year 1 in UTC", {**GOOD, "created_at": "0001-01-01T00:00:00+01:00"},
+     "created_at", "out of range"),
+    ("expires_at past year 9999 in UTC", {**GOOD, "expires_at": "9999-12-31T23:59:59-01:00"},
+     "expires_at", "out of range"),
+    ("confidence a 401-digit integer", {**GOOD, "confidence": 10**400}, "confidence",
+     "characters)"),
+    ("entity key with 200 KB of spaces", {**GOOD, "entity": "pin:1" + " " * 200_000}, "entity",
+     "over the limit"),
 ]
 
 

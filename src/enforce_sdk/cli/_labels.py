@@ -83,9 +83,12 @@ def _parse_ttl(text: str) -> timedelta:
         raise click.BadParameter(f"{text!r} is not a duration like 30m, 12h or 7d",
                                  param_hint="--ttl") from None
     seconds = amount * _TTL_UNITS.get(unit, 1)
-    if seconds <= 0:
+    if not seconds > 0:  # NaN too
         raise click.BadParameter("must be positive", param_hint="--ttl")
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise click.BadParameter(f"{text!r} is out of range", param_hint="--ttl") from None
 
 
 @labels.command("put")
@@ -118,7 +121,12 @@ def put_label(entity: str, source_key: str, enforcement: str, reason: str,
                    else parse_time(created_at, "created_at"))
         expires = parse_time(expires_at, "expires_at") if expires_at else None
         if ttl:
-            expires = created + _parse_ttl(ttl)
+            lifetime = _parse_ttl(ttl)
+            try:
+                expires = created + lifetime
+            except OverflowError:
+                raise LabelValidationError(f"created_at + --ttl {ttl} is past year 9999",
+                                           field="expires_at") from None
         label = Label(entity=entity, source=Source.from_key(source_key),
                       enforcement=enforcement, reason=reason,  # type: ignore[arg-type]
                       created_at=created, expires_at=expires, confidence=confidence,

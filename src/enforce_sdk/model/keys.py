@@ -25,6 +25,9 @@ from .._errors import EntityKeyError
 from .hosts import HostError, host_of_domain_id, parse_url_host, registrable_id
 
 MAX_KEY_ID_LENGTH = 256
+# A raw key longer than this is refused before any work or caching (whitespace around a
+# valid key included): `"pin:1" + 8 MB of spaces` must not be read, let alone cached.
+MAX_RAW_KEY_LENGTH = 1024
 # URLs up to this length are remembered with their key (links repeat across a feed).
 MAX_CACHED_URL_LENGTH = 1024
 KIND_PATTERN = r"[a-z][a-z0-9_]{0,31}"
@@ -88,6 +91,11 @@ def canonical_key(raw: str) -> str:
         )
     if _FAST_RE.fullmatch(raw):
         return raw
+    if len(raw) > MAX_RAW_KEY_LENGTH:
+        raise EntityKeyError(
+            f"entity key of {len(raw)} characters is over the limit of {MAX_RAW_KEY_LENGTH}",
+            field="entity",
+        )
     return _canonical_slow(raw)
 
 

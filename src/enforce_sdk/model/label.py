@@ -158,9 +158,9 @@ class Label:
             object.__setattr__(self, "expires_at", expires)
         if self.confidence is not None:
             c = self.confidence
-            if isinstance(c, bool) or not isinstance(c, int | float) or not math.isfinite(c):
+            if isinstance(c, bool) or not isinstance(c, int | float) or not _finite(c):
                 raise LabelValidationError(
-                    f"must be a number in 0..1, got {c!r}", field="confidence"
+                    f"must be a number in 0..1, got {_shown_number(c)}", field="confidence"
                 )
             if not 0.0 <= c <= 1.0:
                 raise LabelValidationError(f"must be in 0..1, got {c!r}", field="confidence")
@@ -263,7 +263,27 @@ def _utc(value: object, field: str) -> datetime:
         raise LabelValidationError(f"must be a datetime, got {type(value).__name__}", field=field)
     if value.tzinfo is None or value.utcoffset() is None:
         raise LabelValidationError("must carry a time zone (use UTC)", field=field)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except (OverflowError, ValueError):  # 9999-12-31T23:59:59-01:00 is past year 9999 in UTC
+        raise LabelValidationError(
+            f"{value.isoformat()} is out of range: in UTC it must fall in years 1..9999",
+            field=field,
+        ) from None
+
+
+def _finite(number: int | float) -> bool:
+    """math.isfinite, also for ints too large for a float (1 followed by 400 zeros: False)."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
+
+
+def _shown_number(value: object) -> str:
+    """A value for an error message, bounded (a 400-digit int is not echoed whole)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
 
 
 def _check_name(value: object, field: str) -> None:
