@@ -8,7 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from enforce_sdk import FeedTooOldError, StoreUnavailableError
+import pytest
+
+from enforce_sdk import FeedTooOldError, StoreResponseError, StoreUnavailableError
 from enforce_sdk.client.cache import LabelCache
 from enforce_sdk.client.follower import FeedFollower
 from enforce_sdk.client.stats import Stats
@@ -132,3 +134,60 @@ def test_after_fork_restarts_a_running_follower_from_its_position() -> None:
         old_thread.join(2)
     assert not any(t.name == "enforce-sdk-feed" and t.is_alive() for t in threading.enumerate())
     assert rec.seen.count("pin:5") >= 1
+
+
+class PoisonedFeed(FakeFeed):
+    """A feed whose next page is replaced, once, by a malformed one."""
+
+    poison: Page | None = None
+
+    def changes(self, after: int, limit: int = 1000, wait: float = 0.0) -> Page:
+        poison, self.poison = self.poison, None
+        if poison is not None and after > 0:
+            self.calls += 1
+            return poison
+        return super().changes(after, limit, wait)
+
+
+def _rec(seq: object, entity: object = "pin:x") -> ChangeRecord:
+    return ChangeRecord(seq, entity, "s/human/n", Action.PUT, AT, True)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("poison", [
+    Page([], head=3, next=-5),  # cursor before the start
+    Page([], head=3, next=2**80),  # absurd cursor
+    Page([], head=2**80, next=2**80),  # absurd head
+    Page([], head=3, next=1),  # backwards from 2
+    Page([], head=3, next=9),  # past the head
+    Page([_rec(3), _rec(2)], head=3, next=3),  # records descending
+    Page([_rec("3")], head=3, next=3),  # a seq of the wrong type
+    Page([_rec(3, entity=None)], head=3, next=3),  # a record without an entity
+], ids=["negative", "past-2^63", "absurd-head", "backwards", "past-head", "descending",
+        "seq-type", "no-entity"])
+def test_a_malformed_page_is_counted_and_answered_with_a_resync(poison: Page) -> None:
+    feed = PoisonedFeed()
+    feed.add("pin:a")
+    feed.add("pin:b")
+    follower, cache, stats, rec = setup(feed)
+    follower.poll_once(feed)  # starts at the head, 2
+    assert follower.position == 2
+    cache.fill({}, ["pin:z"])
+    feed.add("pin:c")
+    feed.poison = poison
+    assert follower.poll_once(feed) == 0
+    assert stats.feed_bad_pages == 1 and rec.resyncs == [3] and follower.position == 3
+    assert len(cache) == 0  # what the malformed page hid is unknown: the cache is dropped
+    feed.add("pin:d")  # and it keeps following
+    assert follower.poll_once(feed) == 1 and rec.seen == ["pin:d"] and follower.position == 4
+
+
+def test_an_absurd_head_on_resync_is_not_followed() -> None:
+    follower, _cache, _stats, _rec = setup(FakeFeed())
+
+    class AbsurdHead(FakeFeed):
+        def changes(self, after: int, limit: int = 1000, wait: float = 0.0) -> Page:
+            return Page([], head=2**80, next=0)
+
+    with pytest.raises(StoreResponseError, match="is not a sequence number"):
+        follower.poll_once(AbsurdHead())
+    assert follower.position is None  # the loop retries with backoff; nothing followed

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from .._errors import EnforceError, FeedTooOldError
+from .._errors import EnforceError, FeedTooOldError, StoreResponseError
 from ..model.records import ChangeRecord
 from .cache import LabelCache
 from .stats import Stats
@@ -213,6 +213,14 @@ class FeedFollower:
             self._poll_failed()
             raise
         self._too_old_in_row = 0
+        problem = page_problem(page, self.position)
+        if problem is not None:  # a buggy or hostile store or proxy: trust nothing of it
+            self._poll_failed()
+            self._stats.feed_bad_pages += 1
+            log.error("change feed page after %s is malformed (%s): resynchronising",
+                      self.position, problem)
+            self._resync(reader, notify=True)
+            return 0
         records = page.changes
         if records:
             self._cache.evict({c.entity for c in records})
@@ -240,7 +248,9 @@ class FeedFollower:
             head = reader.changes(0, limit=1).head
         except FeedTooOldError as exc:
             detail = exc.detail if isinstance(exc.detail, dict) else {}
-            head = int(detail.get("head", 0))
+            head = detail.get("head", 0)
+        if not _is_seq(head):  # never follow from an absurd head: retried by the loop
+            raise StoreResponseError(200, f"change feed head {head!r} is not a sequence number")
         position = head
         if notify:
             self._cache.clear()
@@ -250,3 +260,38 @@ class FeedFollower:
                     position = min(position, start)
         self.position = position
         self._caught_up = False
+
+
+MAX_SEQ = 2**63 - 1  # sequence numbers are signed 64-bit in every backend
+
+
+def _is_seq(value: object) -> bool:
+    return type(value) is int and 0 <= value <= MAX_SEQ
+
+
+def page_problem(page: ChangesPageLike, position: int) -> str | None:
+    """What is wrong with a change-feed page read after `position`, or None.
+
+    A page moves forward: `next` is a sequence number at or past `position` and
+    not past `head`; its records are ascending, after `position` and up to `next`.
+    A page that breaks this (a cursor going backwards or past 2^63, wrong types)
+    would otherwise be followed for good: the follower resyncs instead.
+    """
+    head, nxt = page.head, page.next
+    if not _is_seq(head):
+        return f"head {head!r} is not a sequence number"
+    if not _is_seq(nxt):
+        return f"next {nxt!r} is not a sequence number"
+    if nxt < position:
+        return f"next {nxt} goes back from {position}"
+    if nxt > head:
+        return f"next {nxt} is past head {head}"
+    last = position
+    for record in page.changes:
+        seq = getattr(record, "seq", None)
+        if not _is_seq(seq) or not last < seq <= nxt:  # type: ignore[operator]
+            return f"record seq {seq!r} is not ascending within ({position}, {nxt}]"
+        if type(getattr(record, "entity", None)) is not str:
+            return f"record {seq} has no entity key"
+        last = seq  # type: ignore[assignment]
+    return None

@@ -34,6 +34,7 @@ COUNTERS = (
     "config_rejected",  # config versions refused (invalid or not newer)
     "feed_changes",  # change-feed records applied
     "feed_errors",  # change-feed polls that failed
+    "feed_bad_pages",  # change-feed pages refused as malformed (each followed by a resync)
     "snapshot_loads",  # bloom snapshots loaded
 )
 
@@ -106,6 +107,7 @@ class Stats:
     fetches = fetched_keys = fetch_errors = coalesced_waits = 0
     degraded = stale_served = fail_open = fail_closed = internal_errors = bad_links = 0
     config_updates = config_rejected = feed_changes = feed_errors = snapshot_loads = 0
+    feed_bad_pages = 0
 
     def __init__(self, clock_ns: Callable[[], int] = time.perf_counter_ns) -> None:
         self.clock_ns = clock_ns
