@@ -206,3 +206,13 @@ def test_schema_field_in_line_is_accepted_only_for_this_version() -> None:
                                                          input_name="x")
     assert summary.written == 1 and summary.rejected == 1
     assert "schema" in summary.rejections[0].reasons[0]
+
+
+@pytest.mark.parametrize("schema", [True, 1.0])
+def test_an_import_line_with_a_schema_that_is_not_the_integer_1_is_refused(schema: object) -> None:
+    from enforce_sdk import InvalidInputError
+    from enforce_sdk.cli._import_input import Record, parse_label
+
+    line = dict(sample_labels(1, seed=3).__next__().to_dict(), schema=schema)
+    with pytest.raises(InvalidInputError, match="unsupported schema version"):
+        parse_label(Record(1, json.dumps(line).encode()))

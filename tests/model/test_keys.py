@@ -46,6 +46,12 @@ def test_canonical_forms(raw: str, canonical: str) -> None:
         ("domain:example.com:8080", "no port"),
         ("domain:example.com/x?y=1", "not a valid host name"),
         ("domain:" + "a" * 64 + ".com", "not a valid host name"),
+        ("pin:a\u0085b", "id"),  # C1 control (and Unicode whitespace)
+        ("pin:a\u0090b", "U+0090 (Cc)"),  # C1 control
+        ("pin:paypal\u202ecom", "U+202E (Cf)"),  # right-to-left override
+        ("pin:a\u200bb", "U+200B (Cf)"),  # zero width space
+        ("pin:\ufeffa", "U+FEFF (Cf)"),  # byte order mark
+        ("pin:\u0378", "U+0378 (Cn)"),  # unassigned
     ],
 )
 def test_malformed_keys_name_the_problem(raw: str, fragment: str) -> None:
@@ -109,3 +115,8 @@ def test_an_oversized_key_is_refused_before_any_work_or_caching() -> None:
         assert len(str(info.value)) < 200  # the key is not echoed back
     assert keys._canonical_slow.cache_info().currsize == before
     assert canonical_key(" pin:1 ") == "pin:1"  # whitespace around a key of normal size is fine
+
+
+def test_ids_of_other_scripts_and_symbols_stay_valid() -> None:
+    for raw in ("pin:café", "pin:日本語", "pin:😀", "board:ação-1"):
+        assert canonical_key(raw) == raw

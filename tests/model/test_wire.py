@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -46,3 +48,11 @@ def test_arbitrary_bytes_decode_or_raise_invalid_input(data: bytes, fmt: str) ->
     except InvalidInputError:
         return
     assert isinstance(body, dict)
+
+
+@pytest.mark.parametrize("schema", [True, 1.0, "1", None])
+def test_the_schema_version_is_an_integer(schema: object) -> None:
+    body = json.dumps({"schema": schema, "labels": []}).encode()
+    with pytest.raises(InvalidInputError, match="unsupported schema version") as info:
+        decode(body, "json")
+    assert info.value.field == "schema"

@@ -297,6 +297,9 @@ def test_bad_feed_parameters_are_400(http: httpx.Client, server: StoreServerProc
         ("/v1/pending", {"after": "no-separator"}, 400, "bad_parameter", "after"),
         ("/v1/pending", {"after": "pin:1|not-a-source"}, 400, "bad_request", "after"),
         ("/v1/labels/nokind", {}, 400, "bad_key", "entity"),
+        ("/v1/labels/pin:%FF", {}, 400, "bad_key", "entity"),  # not UTF-8: was read as U+FFFD
+        ("/v1/history/pin:%C3%28", {}, 400, "bad_key", "entity"),
+        ("/v1/labels/pin:a%E2%80%AEb", {}, 400, "bad_key", "entity"),  # U+202E, valid UTF-8
     ],
 )
 def test_bad_read_parameters_are_400(http: httpx.Client, server: StoreServerProcess, path: str,

@@ -120,7 +120,7 @@ def parse_label(record: Record) -> Label:
         except ValueError as exc:
             raise InvalidInputError(f"not valid JSON: {exc}", field="label") from exc
     if isinstance(value, dict) and "schema" in value:
-        if value["schema"] != SCHEMA_VERSION:
+        if type(value["schema"]) is not int or value["schema"] != SCHEMA_VERSION:
             raise InvalidInputError(
                 f"unsupported schema version {value['schema']!r} (this build speaks "
                 f"{SCHEMA_VERSION})", field="schema",

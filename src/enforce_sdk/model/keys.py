@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 
 from .._errors import EntityKeyError
 from .hosts import HostError, host_of_domain_id, parse_url_host, registrable_id
@@ -33,11 +34,19 @@ MAX_CACHED_URL_LENGTH = 1024
 KIND_PATTERN = r"[a-z][a-z0-9_]{0,31}"
 # One character of an id: no whitespace, no control character, no lone surrogate.
 ID_CHAR_PATTERN = r"[^\s\x00-\x1f\x7f\ud800-\udfff]"
+# Already-canonical ids on the fast path are printable ASCII; any other character is
+# checked by its Unicode category on the slow path (see _refused_character).
+_FAST_ID_CHAR = r"[!-~]"
+# Unicode categories refused in ids: controls (Cc: C1 controls too), format characters
+# (Cf: U+200B zero width space, U+202E right-to-left override, U+FEFF byte order mark),
+# line and paragraph separators (Zl, Zp), space separators (Zs), surrogates (Cs) and
+# unassigned code points (Cn): characters that hide or reorder what a reviewer reads.
+REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Zs", "Cs", "Cn"})
 _KIND_RE = re.compile(KIND_PATTERN)
 _ID_RE = re.compile(rf"{ID_CHAR_PATTERN}{{1,{MAX_KEY_ID_LENGTH}}}")
 # Already-canonical keys of kinds with no special normalisation take this path.
 FAST_CANONICAL_PATTERN = (
-    rf"(?!domain:|image:){KIND_PATTERN}:{ID_CHAR_PATTERN}{{1,{MAX_KEY_ID_LENGTH}}}"
+    rf"(?!domain:|image:){KIND_PATTERN}:{_FAST_ID_CHAR}{{1,{MAX_KEY_ID_LENGTH}}}"
 )
 _FAST_RE = re.compile(FAST_CANONICAL_PATTERN)
 
@@ -78,9 +87,27 @@ def _canonical_slow(raw: str) -> str:
             " control characters or lone surrogates",
             field="entity",
         )
+    if not ident.isascii():
+        refused = _refused_character(ident)
+        if refused is not None:
+            raise EntityKeyError(
+                f"id of {raw!r} holds {refused}: ids may not hold characters of the Unicode "
+                f"categories {', '.join(sorted(REFUSED_CATEGORIES))}",
+                field="entity",
+            )
     if kind == "image":
         ident = ident.lower()
     return f"{kind}:{ident}"
+
+
+def _refused_character(ident: str) -> str | None:
+    """The first character of `ident` in a refused category, described, or None."""
+    for char in ident:
+        if not char.isascii():
+            category = unicodedata.category(char)
+            if category in REFUSED_CATEGORIES:
+                return f"U+{ord(char):04X} ({category})"
+    return None
 
 
 def canonical_key(raw: str) -> str:

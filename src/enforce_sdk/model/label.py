@@ -27,6 +27,13 @@ _REASON_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _META_KEY_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1  # what every backend and msgpack carry
 MetadataValue = str | int | float | bool | None
+# RFC 3339 date-time (section 5.6): full-date "T" full-time, offset Z or +hh:mm;
+# 't', 'z' and a space for "T" are allowed by its note, nothing else of ISO 8601 is.
+_RFC3339_RE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+    r"(?P<offset>[Zz]|[+-][0-9]{2}:[0-9]{2})?",
+    re.ASCII,
+)
 
 
 class Enforcement(enum.IntEnum):
@@ -248,10 +255,19 @@ def parse_time(value: object, field: str) -> datetime:
     if isinstance(value, datetime):
         return _utc(value, field)
     if isinstance(value, str):
+        text = value.strip()
+        match = _RFC3339_RE.fullmatch(text)  # fromisoformat alone takes 20260101T000000Z too
+        if match is not None and match["offset"] is None:
+            raise LabelValidationError("must carry a time zone (use UTC)", field=field)
+        if match is None:
+            raise LabelValidationError(
+                f"{_shown_number(value)} is not an RFC 3339 time "
+                "(e.g. 2026-01-01T00:00:00Z or 2026-01-01T01:00:00.5+01:00)", field=field)
         try:
-            parsed = datetime.fromisoformat(value.strip().replace("z", "Z"))
+            parsed = datetime.fromisoformat(text.replace("z", "Z"))
         except ValueError as exc:
-            raise LabelValidationError(f"{value!r} is not an RFC 3339 time", field=field) from exc
+            raise LabelValidationError(f"{_shown_number(value)} is not an RFC 3339 time",
+                                       field=field) from exc
         return _utc(parsed, field)
     raise LabelValidationError(
         f"must be an RFC 3339 string, got {type(value).__name__}", field=field

@@ -65,7 +65,7 @@ def decode(data: bytes, fmt: Format) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidInputError(f"must be an object, got {type(body).__name__}", field="body")
     schema = body.get("schema", SCHEMA_VERSION)
-    if schema != SCHEMA_VERSION:
+    if type(schema) is not int or schema != SCHEMA_VERSION:  # true and 1.0 are not 1
         raise InvalidInputError(
             f"unsupported schema version {schema!r} (this build speaks {SCHEMA_VERSION})",
             field="schema",

@@ -45,6 +45,7 @@ from .requests import (
     http_exception_response,
     int_param,
     internal_error_response,
+    path_entity,
     problem_response,
     read_body,
     respond,
@@ -146,7 +147,7 @@ class LabelStoreService:
 
     async def get_entity(self, request: Request) -> Response:
         authenticate(self._tokens, request, Role.READER)
-        entity = entity_param(request.path_params["entity"])
+        entity = path_entity(request)
         found = await run_in_threadpool(self.storage.get_many, [entity], include_pending=True)
         active: list[dict[str, Any]] = []
         pending: list[dict[str, Any]] = []
@@ -173,7 +174,7 @@ class LabelStoreService:
 
     async def delete_label(self, request: Request) -> Response:
         caller = authenticate(self._tokens, request, Role.WRITER)
-        entity = entity_param(request.path_params["entity"])
+        entity = path_entity(request)
         raw_source = request.query_params.get("source")
         if not raw_source:
             raise Problem(400, "bad_parameter",
@@ -212,7 +213,7 @@ class LabelStoreService:
 
     async def history(self, request: Request) -> Response:
         authenticate(self._tokens, request, Role.READER)
-        entity = entity_param(request.path_params["entity"])
+        entity = path_entity(request)
         limit = int_param(request, "limit", _DEFAULT_HISTORY_LIMIT, 1,
                                 self.limits.max_feed_page)
         before = request.query_params.get("before")

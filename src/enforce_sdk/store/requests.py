@@ -12,6 +12,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -195,6 +196,20 @@ def entity_param(raw: str, field: str = "entity", index: int | None = None) -> s
         return canonical_key(raw)
     except EntityKeyError as exc:
         raise Problem(400, "bad_key", exc.problem, field=field, index=index) from exc
+
+def path_entity(request: Request) -> str:
+    """The canonical entity key of a /v1/labels/{entity} path, checked as raw bytes first:
+    the server decodes percent-escapes that are not UTF-8 to U+FFFD (pin:%FF would read
+    as pin:\ufffd), which must be refused, not looked up."""
+    raw_path = request.scope.get("raw_path")
+    if isinstance(raw_path, bytes):
+        try:
+            unquote_to_bytes(raw_path).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise Problem(400, "bad_key", f"the path is not UTF-8 once percent-decoded "
+                          f"(byte {exc.start})", field="entity") from None
+    return entity_param(request.path_params["entity"])
+
 
 def source_key_param(raw: object, field: str = "source", index: int | None = None) -> str:
     if not isinstance(raw, str):
