@@ -28,7 +28,8 @@ TOKENS = {"reader": "reader-token-1", "writer": "writer-token-1"}
 CONFIG = StoreConfig.from_dict({
     "limits": {"max_wait_seconds": 5},
     "feed": {"retention_seconds": 60, "poll_interval_seconds": 0.02},
-    "tokens": [{"name": f"t-{role}", "role": role, "token": tok} for role, tok in TOKENS.items()],
+    "tokens": [{"name": f"t-{role}", "role": role, "token": tok,
+                **({"sources": ["*"]} if role == "writer" else {})} for role, tok in TOKENS.items()],
 })
 AUTH = {"Authorization": f"Bearer {TOKENS['writer']}"}
 

@@ -47,6 +47,7 @@ trusted_entities = ["user:42", "domain:WWW.Partner.com"]
 [[tokens]]
 name = "review-tool"
 role = "writer"
+sources = ["review_tool/human", "*/automated"]
 token_sha256 = "{DIGEST.upper()}"
 [[tokens]]
 name = "dev"
@@ -65,6 +66,10 @@ token = "plain-dev-token"
     assert config.checker.trusted_entities == {"user:42", "domain:partner.com"}
     writer, admin = config.tokens
     assert (writer.name, writer.role, writer.token_sha256) == ("review-tool", Role.WRITER, DIGEST)
+    assert [str(g) for g in writer.sources] == ["review_tool/human", "*/automated"]
+    assert writer.may_write_as("review_tool", "human") and writer.may_write_as("x", "automated")
+    assert not writer.may_write_as("other_tool", "human")
+    assert admin.sources == () and admin.may_write_as("anything", "human")
     assert (admin.name, admin.role, admin.token_sha256) == ("dev", Role.ADMIN,
                                                             hash_token("plain-dev-token"))
     assert "plain-dev-token" not in repr(config)
@@ -86,7 +91,15 @@ token = "plain-dev-token"
         ({"checker": {"trusted_entities": "user:1"}}, "checker.trusted_entities", "list"),
         ({"checker": {"trusted_entities": ["user:1", "nokind"]}}, "checker.trusted_entities[1]",
          "kind:id"),
-        ({"tokens": [{"name": "a", "role": "writer"}]}, "tokens[0].token_sha256", "exactly one"),
+        ({"tokens": [{"name": "a", "role": "reader"}]}, "tokens[0].token_sha256", "exactly one"),
+        ({"tokens": [{"name": "a", "role": "writer", "token_sha256": DIGEST}]},
+         "tokens[0].sources", 'sources = ["*"] keeps the old behaviour'),
+        ({"tokens": [{"name": "a", "role": "reader", "token_sha256": DIGEST, "sources": ["*"]}]},
+         "tokens[0].sources", "reader token writes nothing"),
+        ({"tokens": [{"name": "a", "role": "writer", "token_sha256": DIGEST, "sources": []}]},
+         "tokens[0].sources", "non-empty array"),
+        ({"tokens": [{"name": "a", "role": "writer", "token_sha256": DIGEST,
+                      "sources": ["review_tool/robot"]}]}, "tokens[0].sources[0]", "system/type"),
         ({"tokens": [{"name": "a", "role": "god", "token_sha256": DIGEST}]}, "tokens[0].role",
          "reader, writer, admin"),
         ({"tokens": [{"role": "reader", "token_sha256": DIGEST}]}, "tokens[0].name", "required"),

@@ -27,7 +27,7 @@ def test_sqlite_url_opens_sqlite_storage_and_creates_the_directory(tmp_path: Pat
 def test_start_in_thread_serves_and_stops(tmp_path: Path) -> None:
     config = StoreConfig.from_dict({
         "storage": {"url": f"sqlite://{tmp_path / 'labels.db'}"},
-        "tokens": [{"name": "w", "role": "writer", "token": "writer-token"}],
+        "tokens": [{"name": "w", "role": "writer", "token": "writer-token", "sources": ["*"]}],
     })
     label = Label("pin:1", Source("m", SourceType.AUTOMATED, "v1"), Enforcement.BLOCK, "spam",
                   datetime(2026, 1, 1, tzinfo=UTC))

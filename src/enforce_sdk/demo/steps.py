@@ -69,6 +69,8 @@ def write_config(ctx: DemoContext) -> None:
         f'trusted_entities = ["{ctx.trusted}"]\n\n'
         "[[tokens]]\n"
         'name = "demo-importer"\nrole = "writer"\n'
+        f'sources = ["{REVIEW_TOOL}/human", "{SPAM_DOMAIN_MODEL}/automated", '
+        f'"{BOT_DETECTOR}/automated"]\n'
         f'token_sha256 = "{hash_token(ctx.writer_token)}"\n\n'
         "[[tokens]]\n"
         'name = "demo-reader"\nrole = "reader"\n'

@@ -30,6 +30,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .._errors import StorageError
+from ..model.label import Source
 from ..model.records import AuditEvent, ChangePage, LabelStatus, Outcome, StoredLabel
 from .bloom_snapshot import BloomSnapshot, BloomSnapshots
 from .checker import LabelChecker, LabelRejectedError
@@ -76,6 +77,10 @@ class LabelStoreService:
         self.checker = LabelChecker.from_config(config)
         self.limits = config.limits
         self._tokens: dict[str, TokenEntry] = {t.token_sha256: t for t in config.tokens}
+        for token in config.tokens:
+            if token.writes_as_anyone:
+                log.warning("token %r may write as any source, human included (sources = "
+                            "[\"*\"]): list the sources it writes to bind it", token.name)
         self.watcher = HeadWatcher(self._read_head, config.feed.poll_interval_seconds)
         self.bloom = BloomSnapshots(storage, config.bloom.fp_rate)
 
@@ -165,6 +170,8 @@ class LabelStoreService:
         except LabelRejectedError as exc:
             status, code = (413, "too_large") if exc.too_large else (422, "invalid_label")
             raise Problem(status, code, str(exc), field=exc.field, index=exc.index) from exc
+        for i, op in enumerate(ops):  # before anything is written: a refused batch stores nothing
+            caller.check_source(op.label.source, i)
         outcomes, head = await self._apply(list(ops), caller)
         results = [
             {"entity": op.label.entity, "source": op.label.source.key, "outcome": outcome.value}
@@ -180,6 +187,7 @@ class LabelStoreService:
             raise Problem(400, "bad_parameter",
                            "query parameter 'source' (system/type/name) is required", field="source")
         source = source_key_param(raw_source)
+        caller.check_source(Source.from_key(source))
         outcomes, head = await self._apply([DeleteOp(entity, source)], caller)
         return respond(request, {"outcome": outcomes[0].value, "head": head})
 
@@ -202,8 +210,9 @@ class LabelStoreService:
             if not isinstance(raw_entity, str):
                 raise Problem(400, "bad_key", "must be an entity key string", field="entity",
                                index=i)
-            ops.append(DeleteOp(entity_param(raw_entity, "entity", i),
-                                source_key_param(item.get("source"), "source", i)))
+            source = source_key_param(item.get("source"), "source", i)
+            caller.check_source(Source.from_key(source), i)
+            ops.append(DeleteOp(entity_param(raw_entity, "entity", i), source))
         outcomes, head = await self._apply(ops, caller)
         results = []
         for op, outcome in zip(ops, outcomes, strict=True):

@@ -7,6 +7,8 @@ unknown keys are errors (a typo must not silently fall back to a default).
 
 Tokens are stored as SHA-256 digests (`token_sha256`); a plain `token` is
 accepted for development and hashed on load, so the plain text is not kept.
+A writer token lists the sources it may write and retract (`sources`, see
+SourceGrant); an admin token may act on any source; a reader writes nothing.
 """
 
 from __future__ import annotations
@@ -79,12 +81,44 @@ class CheckerSection:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceGrant:
+    """A source a writer may act as: `system/type`, either part `*` (any).
+
+    `review_tool/human`, `spam_domain_model/automated`, `bot_detector/*`, and `*`
+    (= `*/*`, any source: today's behaviour, warned about at start-up). Only a
+    grant whose type is `human` or `*` lets a token write human labels.
+    """
+
+    system: str  # a source system, or "*"
+    type: str  # "human", "automated" or "*"
+
+    def allows(self, system: str, source_type: str) -> bool:
+        return self.system in ("*", system) and self.type in ("*", source_type)
+
+    def __str__(self) -> str:
+        return "*" if (self.system, self.type) == ("*", "*") else f"{self.system}/{self.type}"
+
+
+@dataclass(frozen=True, slots=True)
 class TokenEntry:
     """One API token: `name` is the audit actor of the writes made with it."""
 
     name: str
     role: Role
     token_sha256: str = field(repr=False)
+    sources: tuple[SourceGrant, ...] = ()  # what a writer may write as (admins: anything)
+
+    def may_write_as(self, system: str, source_type: str) -> bool:
+        if self.role >= Role.ADMIN:
+            return True
+        return self.role >= Role.WRITER and any(g.allows(system, source_type)
+                                                for g in self.sources)
+
+    @property
+    def writes_as_anyone(self) -> bool:
+        """A writer allowed every source (`sources = ["*"]`): no binding at all."""
+        return self.role == Role.WRITER and any(
+            (g.system, g.type) == ("*", "*") for g in self.sources)
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +307,7 @@ def _tokens(v: _Validator, raw: object) -> tuple[TokenEntry, ...]:
         if not isinstance(item, Mapping):
             v.add(f"tokens[{i}]", f"must be a table, got {_type(item)}")
             continue
-        v.no_extra(item, {"name", "role", "token", "token_sha256"}, p)
+        v.no_extra(item, {"name", "role", "token", "token_sha256", "sources"}, p)
         name = v.string(item, "name", p + "name")
         if name is None and "name" not in item:
             v.add(p + "name", "is required")
@@ -295,12 +329,47 @@ def _tokens(v: _Validator, raw: object) -> tuple[TokenEntry, ...]:
         if digest is not None and digest in digests:
             v.add(p + "token", "the same token is configured twice")
             digest = None
-        if name is None or role is None or digest is None:
+        sources = _sources(v, item, p, role, name)
+        if name is None or role is None or digest is None or sources is None:
             continue
         names.add(name)
         digests.add(digest)
-        out.append(TokenEntry(name=name, role=role, token_sha256=digest))
+        out.append(TokenEntry(name=name, role=role, token_sha256=digest, sources=sources))
     return tuple(out)
+
+
+_GRANT_RE = re.compile(r"(\*|[A-Za-z0-9_.\-@]{1,64})/(human|automated|\*)")
+
+
+def _sources(v: _Validator, item: Mapping[str, Any], p: str, role: Role | None,
+             name: str | None) -> tuple[SourceGrant, ...] | None:
+    """A token's source grants; None after a problem was recorded."""
+    raw = item.get("sources")
+    if raw is None:
+        if role == Role.WRITER:
+            v.add(p + "sources", f"writer token {name!r} must list the sources it may write, "
+                  'e.g. sources = ["review_tool/human", "spam_model/automated"]; '
+                  'sources = ["*"] keeps the old behaviour (any source, human included)')
+            return None
+        return ()
+    if role == Role.READER:
+        v.add(p + "sources", "a reader token writes nothing: remove sources")
+        return None
+    if not isinstance(raw, list) or not raw:
+        v.add(p + "sources", f"must be a non-empty array of strings, got {_type(raw)}")
+        return None
+    grants: list[SourceGrant] = []
+    for j, entry in enumerate(raw):
+        if entry == "*":
+            grants.append(SourceGrant("*", "*"))
+            continue
+        match = _GRANT_RE.fullmatch(entry) if isinstance(entry, str) else None
+        if match is None:
+            v.add(f"{p}sources[{j}]", 'must be "system/type" (type human, automated or *), '
+                  f'"system/*", "*/type" or "*", got {entry!r}')
+            return None
+        grants.append(SourceGrant(match[1], match[2]))
+    return tuple(grants)
 
 
 def _token_digest(v: _Validator, item: Mapping[str, Any], p: str) -> str | None:

@@ -98,6 +98,15 @@ def internal_error_response(request: Request, exc: Exception) -> Response:
 class Caller:
     name: str
     role: Role
+    token: TokenEntry
+
+    def check_source(self, source: Source, index: int | None = None) -> None:
+        """Refuse (403, naming the source) a write this token may not make."""
+        if not self.token.may_write_as(source.system, source.type.value):
+            allowed = ", ".join(str(g) for g in self.token.sources) or "none"
+            raise Problem(403, "forbidden",
+                          f"token {self.name!r} may not write as source {source.key} "
+                          f"(its sources: {allowed})", field="source", index=index)
 
 
 def authenticate(tokens: Mapping[str, TokenEntry], request: Request, role: Role) -> Caller:
@@ -116,7 +125,7 @@ def authenticate(tokens: Mapping[str, TokenEntry], request: Request, role: Role)
             403, "forbidden",
             f"token {entry.name!r} has role {entry.role.wire}; this needs {role.wire}",
         )
-    return Caller(entry.name, entry.role)
+    return Caller(entry.name, entry.role, entry)
 
 async def read_body(request: Request, limit: int) -> dict[str, Any]:
     """Read and decode an object body, enforcing Content-Type and size while streaming."""
