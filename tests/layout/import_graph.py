@@ -109,12 +109,9 @@ def _add(mod: Module, modules: dict[str, Module], target: str, lazy: bool) -> No
 
 
 def _is_compiled(importer: Path, target: str) -> bool:
+    """Whether `target` is a compiled extension module (no Python source to follow)."""
     parts = target.split(".")
-    root = importer.parents[len(importer.relative_to(importer.parents[0]).parts) - 1]
-    for parent in importer.parents:
-        if parent.name == PACKAGE:
-            root = parent.parent
-            break
+    root = next(p.parent for p in importer.parents if p.name == PACKAGE)
     folder = root.joinpath(*parts[:-1])
     return any(folder.glob(parts[-1] + ".*.so")) or any(folder.glob(parts[-1] + ".*.pyd"))
 
@@ -170,16 +167,6 @@ def cycles(modules: dict[str, Module]) -> list[list[str]]:
         if v not in index:
             visit(v)
     return found
-
-
-def wing(name: str) -> str:
-    """The folder (wing) of a module: `client`, `store`, ...; the root's own modules: ``."""
-    parts = name.split(".")
-    return parts[1] if len(parts) > 2 or (len(parts) == 2 and _is_package(name)) else ""
-
-
-def _is_package(name: str) -> bool:
-    return (SRC / Path(*name.split(".")) / "__init__.py").exists()
 
 
 def report(modules: dict[str, Module], src: Path = SRC) -> str:
