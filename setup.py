@@ -1,13 +1,17 @@
-"""Build hook for the native extension; all other metadata lives in pyproject.toml.
+"""Build hook for the native extensions; all other metadata lives in pyproject.toml.
 
-cffi (API mode) generates and compiles `enforce_sdk.native._enforce_native` from native/.
+cffi (API mode) generates and compiles `enforce_sdk.native._enforce_native` from native/;
+`enforce_sdk.native._gate` (the read path's native gate) is a plain extension module
+over the same C source (native/gate.c includes native/enforce_native.c).
 A missing or failing C compiler stops the build with one clear message instead
 of a compiler traceback.
 """
 
 import shutil
 
-from setuptools import setup
+import sys
+
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 _NO_COMPILER = (
@@ -35,10 +39,24 @@ class BuildNative(build_ext):
             raise
 
 
+# Both modules use only the stable ABI (Py_LIMITED_API 3.11).
+_GATE = Extension(
+    "enforce_sdk.native._gate",
+    sources=["native/gate.c"],
+    include_dirs=["native"],
+    depends=["native/enforce_native.c", "native/enforce_native.h"],
+    define_macros=[("Py_LIMITED_API", "0x030B0000")],
+    py_limited_api=True,
+    extra_compile_args=[] if sys.platform == "win32" else [
+        "-O3", "-std=c11", "-Wall", "-Wextra", "-fvisibility=hidden"],
+    libraries=[] if sys.platform == "win32" else ["m"],
+)
+
 setup(
+    ext_modules=[_GATE],
     cffi_modules=["native/build_native.py:ffibuilder"],
     cmdclass={"build_ext": BuildNative},
-    # The extension uses only the stable ABI (cffi builds it with Py_LIMITED_API), so one
+    # The extensions use only the stable ABI (cffi builds it with Py_LIMITED_API), so one
     # wheel serves CPython 3.11 and every later 3.x: tag it cp311-abi3.
     options={"bdist_wheel": {"py_limited_api": "cp311"}},
 )

@@ -28,7 +28,7 @@ from ..policy.decision import Decision
 from ..store_client.async_client import AsyncLabelStoreReader
 from .async_fetch import AsyncLabelReader, AsyncSingleFlightFetcher
 from .base import BaseEnforcementClient, apply_store_settings
-from .batch import Related
+from .batch import FilterKeys, Related
 from .coalesce import DEFAULT_MAX_IN_FLIGHT, DEFAULT_WINDOW, FetchOutcome
 from .read_path import ReadPath, T
 from .runtime import ConfigInput
@@ -94,6 +94,11 @@ class AsyncEnforcementClient(BaseEnforcementClient):
 
     async def check(self, entity: str, surface: str, related: Related | None = None) -> Decision:
         """The decision for one entity on one surface."""
+        gate = self._core.native_gate
+        if gate is not None:
+            decision = gate.check(entity, surface, related)
+            if decision is not None:
+                return decision  # type: ignore[no-any-return]
         decision = self._core.cached(entity, surface, related)
         if decision is None:
             related_page = None if related is None else (related,)
@@ -122,6 +127,15 @@ class AsyncEnforcementClient(BaseEnforcementClient):
         related: Callable[[T], Related | None] | None = None,
     ) -> list[T]:
         """The items visible on the surface, in order (one store round trip at most)."""
+        gate = self._core.native_gate
+        if gate is not None:
+            answer = gate.filter(items, surface, key, related)
+            if type(answer) is list:
+                return answer
+            if answer is not None:  # the items were read: finish the rest here
+                page, keys, rel, done = answer
+                decisions = await self._decide(surface, FilterKeys(keys), rel, done)
+                return ReadPath.visible(page, decisions)
         page, keys, rel = ReadPath.page(items, key, related)
         return ReadPath.visible(page, await self._decide(surface, keys, rel))
 
@@ -157,10 +171,22 @@ class AsyncEnforcementClient(BaseEnforcementClient):
     # -- the I/O ---------------------------------------------------------------
 
     async def _decide(
-        self, surface: str, entities: Iterable[str], related: Iterable[Related | None] | None
+        self,
+        surface: str,
+        entities: Iterable[str],
+        related: Iterable[Related | None] | None,
+        done: list[Decision | None] | None = None,
     ) -> list[Decision]:
+        """Decisions for a page: the native gate's, then the read path's for the rest."""
         core = self._core
-        batch = core.begin(surface, entities, related)
+        gate = core.native_gate
+        if done is None and gate is not None:
+            answer = gate.check_many(entities, surface, related)
+            if answer is not None:
+                done, undone = answer
+                if not undone:
+                    return done  # type: ignore[return-value]
+        batch = core.begin(surface, entities, related, done)
         outcome: FetchOutcome | Exception | None = None
         if batch.missing:
             try:

@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 SnapshotLoader = Callable[[str | None, float], BloomDownload | None]
 """(etag of the active snapshot or None, timeout) -> a new snapshot, or None if unchanged."""
 
+_WATCHED = frozenset({"bloom", "fresh_until"})
 POLL_GRACE = 1.0  # seconds a long-poll may run past its wait (network, a busy store) and vouch
 
 
@@ -94,6 +95,21 @@ class BloomGate:
         stats.add_gauge("bloom_fill", self._fill)
         stats.add_gauge("bloom_layers", self._layers)
         stats.add_gauge("bloom_estimated_fp", self._estimated_fp)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # `bloom` and `fresh_until` are what the native gate reads: pushed as they change
+        # (whoever assigns them: this class, or a test adopting a filter from outside).
+        object.__setattr__(self, name, value)
+        if name in _WATCHED:
+            watcher = self.__dict__.get("watcher")
+            if watcher is not None:
+                watcher(name, value)
+
+    def watch(self, watcher: Callable[[str, object], None]) -> None:
+        """Call `watcher(name, value)` whenever `bloom` or `fresh_until` changes (now too)."""
+        self.watcher = watcher
+        watcher("bloom", self.bloom)
+        watcher("fresh_until", self.fresh_until)
 
     # -- settings and state -------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from ..config.document import StoreSettings
 from ..policy.decision import Decision
 from ..store_client.client import LabelStoreClient
 from .base import BaseEnforcementClient, apply_store_settings
-from .batch import Related
+from .batch import FilterKeys, Related
 from .coalesce import DEFAULT_MAX_IN_FLIGHT, DEFAULT_WINDOW, FetchOutcome
 from .fetch import LabelReader, SingleFlightFetcher
 from .read_path import MEMO_SECONDS, ReadPath, T
@@ -73,6 +73,10 @@ class EnforcementClient(BaseEnforcementClient):
         self._fetcher = SingleFlightFetcher(
             self._store.get_many, core.cache, core.stats, **self._fetcher_settings()
         )
+        if core.native_gate is not None:
+            # check() as one native call: the gate's answer, else the Python path's
+            # (check() below, minus its own gate call). Same arguments, same contract.
+            self.check = core.native_gate.bound(self._check_python)  # type: ignore[method-assign]
 
     def _open_store(self) -> LabelStoreClient:
         settings = self._core.config.store
@@ -94,6 +98,14 @@ class EnforcementClient(BaseEnforcementClient):
 
     def check(self, entity: str, surface: str, related: Related | None = None) -> Decision:
         """The decision for one entity on one surface."""
+        gate = self._core.native_gate
+        if gate is not None:
+            decision = gate.check(entity, surface, related)
+            if decision is not None:
+                return decision  # type: ignore[no-any-return]
+        return self._check_python(entity, surface, related)
+
+    def _check_python(self, entity: str, surface: str, related: Related | None) -> Decision:
         decision = self._core.cached(entity, surface, related)
         if decision is None:
             decision = self._decide(surface, (entity,), None if related is None else (related,))[0]
@@ -121,6 +133,15 @@ class EnforcementClient(BaseEnforcementClient):
         related: Callable[[T], Related | None] | None = None,
     ) -> list[T]:
         """The items visible on the surface, in order (one store round trip at most)."""
+        gate = self._core.native_gate
+        if gate is not None:
+            answer = gate.filter(items, surface, key, related)
+            if type(answer) is list:
+                return answer
+            if answer is not None:  # the items were read: finish the rest here
+                page, keys, rel, done = answer
+                decisions = self._decide(surface, FilterKeys(keys), rel, done)
+                return ReadPath.visible(page, decisions)
         page, keys, rel = ReadPath.page(items, key, related)
         return ReadPath.visible(page, self._decide(surface, keys, rel))
 
@@ -145,10 +166,22 @@ class EnforcementClient(BaseEnforcementClient):
     # -- the I/O ---------------------------------------------------------------
 
     def _decide(
-        self, surface: str, entities: Iterable[str], related: Iterable[Related | None] | None
+        self,
+        surface: str,
+        entities: Iterable[str],
+        related: Iterable[Related | None] | None,
+        done: list[Decision | None] | None = None,
     ) -> list[Decision]:
+        """Decisions for a page: the native gate's, then the read path's for the rest."""
         core = self._core
-        batch = core.begin(surface, entities, related)
+        gate = core.native_gate
+        if done is None and gate is not None:
+            answer = gate.check_many(entities, surface, related)
+            if answer is not None:
+                done, undone = answer
+                if not undone:
+                    return done  # type: ignore[return-value]
+        batch = core.begin(surface, entities, related, done)
         outcome: FetchOutcome | Exception | None = None
         if batch.missing:
             try:

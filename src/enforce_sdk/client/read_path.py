@@ -82,6 +82,7 @@ class ReadPath:
     stats: Stats
     cache: LabelCache
     bloom_gate: Gate | None
+    native_gate: Any  # client/native_gate: answers what needs no I/O in C; None: off
     _applied: Applied
     _timer: Callable[[], float]
     _wall: Callable[[], float]
@@ -161,12 +162,18 @@ class ReadPath:
         return decision
 
     def begin(
-        self, surface: str, entities: Iterable[str], related: Iterable[Related | None] | None
+        self,
+        surface: str,
+        entities: Iterable[str],
+        related: Iterable[Related | None] | None,
+        done: list[Decision | None] | None = None,
     ) -> Batch:
         """Validate a page and answer what the cache can; `batch.missing` is left to fetch.
 
         `entities` and `related` may be any iterables (read once). Misuse (unknown
-        surface, bad keys, bad related) raises here, before any I/O.
+        surface, bad keys, bad related) raises here, before any I/O. `done` holds
+        the decisions the native gate already made (None where it left the item):
+        only the others are decided here.
         """
         stats = self.stats
         t0 = stats.clock_ns()
@@ -182,15 +189,20 @@ class ReadPath:
             else materialise(entities, "entities")
         )
         rels = None if related is None else related_page(related, len(keys))
-        stats.checks += len(keys)
-        out: list[Decision | None] = [None] * len(keys)
+        todo: Sequence[int]
+        if done is None:
+            out: list[Decision | None] = [None] * len(keys)
+            todo = range(len(keys))
+        else:
+            out = done
+            todo = [i for i, d in enumerate(done) if d is None]
+        stats.checks += len(todo)
         batch = Batch(surf, t0, out)
         links = bool(surf.related) and rels is not None
-        todo: Iterable[int] = range(len(keys))
         gate = self.bloom_gate
         if gate is not None and not links and gate.bloom is not None:
             # Fastest path: the page's raw keys through the filter in one C call.
-            absent = self._precheck_page(gate, batch, keys, type(keys) is FilterKeys)
+            absent = self._precheck_page(gate, batch, keys, type(keys) is FilterKeys, todo)
             if absent:
                 skip = set(absent)
                 todo = [i for i in todo if i not in skip]
@@ -242,9 +254,10 @@ class ReadPath:
         return batch
 
     def _precheck_page(
-        self, gate: Gate, batch: Batch, entities: Sequence[str], stub: bool
+        self, gate: Gate, batch: Batch, entities: Sequence[str], stub: bool,
+        todo: Sequence[int],
     ) -> list[int]:
-        """Decide the page's surely-unlabeled raw keys in `batch.out`; returns their indexes.
+        """Decide the surely-unlabeled raw keys among `todo` in `batch.out`; their indexes.
 
         With `stub` (a filter() page) they get the surface's shared visible decision:
         filter() reads nothing but `visible`, so no Decision is built per item.
@@ -252,9 +265,13 @@ class ReadPath:
         surf = batch.surf
         bloom = gate.bloom
         stale = gate.stale()
-        if bloom is None or (stale and not surf.bloom_trust):
+        if bloom is None or (stale and not surf.bloom_trust) or not todo:
             return []
-        absent = surely_unlabeled(bloom, entities)
+        if len(todo) == len(entities):
+            absent = surely_unlabeled(bloom, entities)
+        else:  # the native gate decided the others
+            found = surely_unlabeled(bloom, [entities[i] for i in todo])
+            absent = None if found is None else [todo[j] for j in found]
         if not absent:
             return []
         stats = self.stats
@@ -455,8 +472,9 @@ class ReadPath:
         Every label on a surface decays by the same factor, so the ranking cannot
         change while the set of labels is fixed; the set changes only when a label
         expires (or crosses an `age` bound of the selector). A decision is reused
-        for at most MEMO_SECONDS and never past the next expiry; its causes' scores
-        are at most that old.
+        for at most MEMO_SECONDS and never past the next expiry still to come (a
+        label already expired is out of the decision and changes nothing); its
+        causes' scores are at most that old.
         """
         memo = entry[3]
         wall = self._wall()
@@ -469,7 +487,9 @@ class ReadPath:
             until = wall + MEMO_SECONDS
             for label in entry[0]:
                 if label.expires_at is not None:
-                    until = min(until, label.expires_at.timestamp())
+                    expires = label.expires_at.timestamp()
+                    if wall < expires < until:
+                        until = expires
             memo[surf] = (decision, until)
         return decision
 

@@ -22,6 +22,7 @@ from .batch import Applied
 from .bloom_gate import BloomGate, SnapshotSource
 from .cache import LabelCache
 from .follower import FeedFollower
+from .native_gate import new_gate, push_bloom, push_fresh_until, push_surfaces
 from .read_path import ReadPath
 from .stats import Stats
 
@@ -72,6 +73,11 @@ class ClientRuntime(ReadPath):
             serve_stale_for=cache.serve_stale_for,
             timer=timer,
         )
+        # The native gate answers what needs no I/O in one C call (client/native_gate).
+        self.native_gate = gate_ = new_gate(self.cache, timer, wall_clock)
+        if gate_ is not None:
+            self.stats.native = gate_
+            push_surfaces(gate_, self._applied.surfaces)
         # Follow the change feed: evicts changed keys at once, so a label write is
         # visible in decisions within the feed's latency, not the TTL.
         self.follower: FeedFollower | None = None
@@ -98,6 +104,8 @@ class ClientRuntime(ReadPath):
                 load_timeout=max(timeout, SNAPSHOT_TIMEOUT),
                 timer=timer,
             )
+            if gate_ is not None:
+                gate.watch(self._push_bloom_state)
             follower.listeners.append(gate)
             follower.poll_hooks.append(gate)
             follower.start(gate.load_initial())
@@ -142,7 +150,9 @@ class ClientRuntime(ReadPath):
                     current.config.version,
                 )
                 return
-            self._applied = Applied(config, meta)
+            self._applied = applied = Applied(config, meta)
+            if self.native_gate is not None:
+                push_surfaces(self.native_gate, applied.surfaces)
             cache = config.cache
             self.cache.configure(
                 max_entries=cache.max_entries,
@@ -156,6 +166,16 @@ class ClientRuntime(ReadPath):
                 self.bloom_gate.configure(config.bloom)
             self.stats.config_updates += 1
             log.info("applied config version %s from %s", config.version, meta.origin)
+
+    def _push_bloom_state(self, name: str, value: Any) -> None:
+        """The bloom gate swapped its filter or moved its freshness deadline."""
+        gate = self.native_gate
+        if gate is None:
+            return
+        if name == "bloom":
+            push_bloom(gate, value)
+        else:
+            push_fresh_until(gate, value)
 
     # -- lifecycle ------------------------------------------------------------
 

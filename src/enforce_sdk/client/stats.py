@@ -4,13 +4,19 @@ Counters are plain int attributes bumped without a lock: under CPython's GIL
 `obj.n += 1` on an int cannot be interleaved (no eval-breaker check between its
 bytecodes), so counts are exact there; a free-threaded build could lose rare
 updates. Histograms use power-of-two nanosecond buckets, one list index bump.
+
+The native gate (client/native_gate) answers most checks in C and counts them in
+C: `checks`, `bloom_negatives`, `cache_hits` and `negative_hits` read as the
+Python path's count plus the gate's, and `check_latency` in `to_dict()` and
+Prometheus adds the gate's sampled latencies (one call in `SAMPLE` is timed and
+counts for `SAMPLE`, so the clock is not read twice on every call).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from ..policy.decision import DegradedKind
 
@@ -100,10 +106,53 @@ class LatencyHistogram:
         }
 
 
+class NativeCounts(Protocol):
+    """What Stats reads of the native gate (native.binding.Gate)."""
+
+    def counters(self) -> tuple[int, ...]: ...
+
+    def histogram(self) -> tuple[list[int], int, int]: ...
+
+    def reset_counters(self) -> None: ...
+
+
+class _Merged:
+    """A counter the native gate also keeps: the Python path's count plus the gate's.
+
+    Assigning (`stats.checks += 1`) sets the Python part so that the sum reads as
+    assigned; a stats object without a gate stores a plain int.
+    """
+
+    __slots__ = ("index", "name")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Stats | None, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        own: int = obj.__dict__.get(self.name, 0)
+        native = obj.native
+        return own if native is None else own + native.counters()[self.index]
+
+    def __set__(self, obj: Stats, value: int) -> None:
+        native = obj.native
+        obj.__dict__[self.name] = value if native is None else value - native.counters()[self.index]
+
+
 class Stats:
     """One client's counters and histograms."""
 
-    checks = bloom_negatives = cache_hits = negative_hits = cache_misses = 0
+    # counted by the native gate too, in the order of its counters()
+    checks = _Merged(0)
+    bloom_negatives = _Merged(1)
+    cache_hits = _Merged(2)
+    negative_hits = _Merged(3)
+    cache_misses = 0
     fetches = fetched_keys = fetch_errors = coalesced_waits = 0
     degraded = stale_served = fail_open = fail_closed = internal_errors = bad_links = 0
     config_updates = config_rejected = feed_changes = feed_errors = snapshot_loads = 0
@@ -116,6 +165,20 @@ class Stats:
         self.gauges: dict[str, Callable[[], float]] = {}
         self.config_source: Callable[[], Mapping[str, Any]] | None = None
         self.degraded_by_kind: dict[DegradedKind, int] = dict.fromkeys(DegradedKind, 0)
+        self.native: NativeCounts | None = None  # the native gate, whose counts add to these
+
+    def merged_check_latency(self) -> LatencyHistogram:
+        """`check_latency` with the native gate's sampled latencies added."""
+        native = self.native
+        if native is None:
+            return self.check_latency
+        buckets, count, total_ns = native.histogram()
+        merged = LatencyHistogram()
+        own = self.check_latency
+        merged.buckets = [a + b for a, b in zip(own.buckets, buckets, strict=True)]
+        merged.count = own.count + count
+        merged.total_ns = own.total_ns + total_ns
+        return merged
 
     def count_degraded(self, kind: DegradedKind, n: int = 1) -> None:
         """Count `n` degraded decisions of one kind (and in `degraded`, all kinds)."""
@@ -140,6 +203,8 @@ class Stats:
             return None
 
     def reset(self) -> None:
+        if self.native is not None:
+            self.native.reset_counters()
         for name in COUNTERS:
             setattr(self, name, 0)
         self.degraded_by_kind = dict.fromkeys(DegradedKind, 0)
@@ -149,7 +214,7 @@ class Stats:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {name: getattr(self, name) for name in COUNTERS}
         out["degraded_by_kind"] = {k.value: n for k, n in self.degraded_by_kind.items()}
-        out["check_latency"] = self.check_latency.to_dict()
+        out["check_latency"] = self.merged_check_latency().to_dict()
         out["fetch_latency"] = self.fetch_latency.to_dict()
         for name, read in self.gauges.items():
             try:
@@ -184,7 +249,7 @@ class Stats:
                     by_kind.add_metric([kind.value], n)
                 yield by_kind
                 for hname, hist in (
-                    ("check_seconds", stats.check_latency),
+                    ("check_seconds", stats.merged_check_latency()),
                     ("fetch_seconds", stats.fetch_latency),
                 ):
                     buckets = [(repr(b), float(c)) for b, c in hist.cumulative()]

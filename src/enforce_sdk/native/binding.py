@@ -482,3 +482,20 @@ class NativeBloom:
             code = lib.enf_snapshot_write(self._ptr, ffi.from_buffer("uint8_t[]", out), size)
         _check(code, "writing a snapshot")
         return out
+
+
+# -- the native gate (native/gate.c): the read path's I/O-free answers in one C call --------
+
+try:
+    from ._gate import SAMPLE as GATE_SAMPLE
+    from ._gate import Gate as Gate
+
+    GATE_BUILT = True
+except ImportError:  # pragma: no cover - an install without it takes the Python path
+    GATE_SAMPLE = 1
+    GATE_BUILT = False
+
+
+def filter_address(native: NativeBloom) -> int:
+    """The address of a filter's `enf_bloom`, for the gate (keep `native` alive meanwhile)."""
+    return int(ffi.cast("uintptr_t", native._ptr))

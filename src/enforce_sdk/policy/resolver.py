@@ -116,6 +116,11 @@ class Resolver:
 
     # ------------------------------------------------------------------ fast answers
 
+    @property
+    def clear_type(self) -> type[Decision]:
+        """The class of this surface's "no label applies" decisions (what allow() builds)."""
+        return self._clear_cls
+
     def allow(self, entity: str) -> Decision:
         """The decision for an entity known to have no labels (e.g. a bloom negative)."""
         return new_clear(self._clear_cls, entity)
