@@ -12,11 +12,13 @@ use one reader per loop (AsyncEnforcementClient does).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Literal
 
 import httpx
 
+from .._errors import StoreUnavailableError
 from ..model import wire as _wire
 from ..model.label import Label
 from .client import (
@@ -62,8 +64,13 @@ class AsyncLabelStoreReader(RequestTimeout[httpx.AsyncClient]):
             chunk = list(keys[start : start + self.max_batch_keys])
             content = _wire.encode({"keys": chunk}, self._fmt)
             what = f"POST {QUERY_PATH}"
-            with _translate_errors(what):
-                response = await self._http.post(QUERY_PATH, content=content)
+            try:
+                with _translate_errors(what):
+                    async with asyncio.timeout(self._timeout):  # the whole request, body too
+                        response = await self._http.post(QUERY_PATH, content=content)
+            except TimeoutError:
+                raise StoreUnavailableError(
+                    f"{what}: no complete answer within {self._timeout:g}s") from None
             body = decode_response(response, what)
             with _parsing(what):
                 labels.update(parse_query(body).labels)

@@ -37,6 +37,7 @@ from ..model import wire as _wire
 from ..model.label import Label, Source, parse_time
 from ..model.records import Action, AuditEvent, ChangeRecord, LabelStatus, Outcome, StoredLabel
 from ..native.bloom import BloomFilter
+from .deadline import DeadlineTransport, deadline
 
 DEFAULT_MAX_BATCH_KEYS = 1000
 DEFAULT_MAX_BATCH_LABELS = 1000
@@ -242,7 +243,7 @@ class RequestTimeout(Generic[_Http]):
 
     @property
     def timeout(self) -> float:
-        """Seconds per request (connect, read, write and pool wait each).
+        """Seconds per request, all of it (connect, send, headers and body: one deadline).
 
         Settable while in use: every request reads it when it starts (the
         change feed's long polls add their `wait`).
@@ -277,8 +278,10 @@ class LabelStoreClient(RequestTimeout[httpx.Client]):
         self._timeout = timeout
         self.max_batch_keys = max_batch_keys
         self.max_batch_labels = max_batch_labels
+        # The default transport bounds each request whole (store_client/deadline): a store
+        # that drips its answer cannot hold a call past its timeout.
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout,
-                                  transport=transport)
+                                  transport=transport or DeadlineTransport())
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -293,11 +296,10 @@ class LabelStoreClient(RequestTimeout[httpx.Client]):
     ) -> dict[str, Any]:
         content = None if body is None else _wire.encode(body, self._fmt)
         what = f"{method} {path}"
-        with _translate_errors(what):
-            response = self._http.request(
-                method, path, content=content, params=params,
-                timeout=self._timeout if timeout is None else timeout,
-            )
+        seconds = self._timeout if timeout is None else timeout
+        with _translate_errors(what), deadline(seconds):
+            response = self._http.request(method, path, content=content, params=params,
+                                          timeout=seconds)
         return decode_response(response, what)
 
     def _label_form(self, label: Label) -> dict[str, Any]:
@@ -414,9 +416,9 @@ class LabelStoreClient(RequestTimeout[httpx.Client]):
         if etag is not None:
             headers["If-None-Match"] = etag
         what = "GET /v1/bloom"
-        with _translate_errors(what):
-            response = self._http.get("/v1/bloom", headers=headers,
-                                      timeout=self._timeout if timeout is None else timeout)
+        seconds = self._timeout if timeout is None else timeout
+        with _translate_errors(what), deadline(seconds):
+            response = self._http.get("/v1/bloom", headers=headers, timeout=seconds)
         if response.status_code == 304:
             return None
         if response.status_code >= 400:
