@@ -19,7 +19,7 @@ import pytest
 
 import tests.client.test_client_integration as integration
 import tests.client.test_client_unit as unit
-from enforce_sdk import Enforcement, Label, StoreUnavailableError
+from enforce_sdk import Decision, Enforcement, Label, StoreUnavailableError
 from enforce_sdk.client.async_client import AsyncEnforcementClient
 from enforce_sdk.store_client.client import LabelStoreClient
 from tests.client.test_client_integration import fault_server, writer  # noqa: F401 - fixtures
@@ -233,11 +233,18 @@ def labeled_store(store_server: StoreServerProcess) -> Iterator[StoreServerProce
     yield store_server
 
 
+# This test is about batching, not deadlines: CONFIG's 100 ms store timeout (meant for
+# the doubles above) against a real store on a shared, loaded machine failed it now and
+# then (a store answer later than 100 ms under CPU load answers `search` fail-closed).
+BATCHING_CONFIG = {**CONFIG, "store": {"timeout": "5s", "retries": 0}}
+
+
 def test_concurrent_cold_checks_against_the_real_store_are_batched(
     labeled_store: StoreServerProcess,
 ) -> None:
     client = AsyncEnforcementClient(
-        labeled_store.url, CONFIG, token=labeled_store.tokens["reader"], follow_changes=False
+        labeled_store.url, BATCHING_CONFIG, token=labeled_store.tokens["reader"],
+        follow_changes=False,
     )
 
     async def scenario() -> list[bool]:
@@ -252,6 +259,45 @@ def test_concurrent_cold_checks_against_the_real_store_are_batched(
     # merged into batches, and never more than max_in_flight (4) + the first
     assert client.stats.fetched_keys == 300
     assert client.stats.fetches <= 300 // 10
+
+
+def test_a_lagging_event_loop_does_not_degrade_answers_the_store_gave_in_time(
+    labeled_store: StoreServerProcess,
+) -> None:
+    """The loop is blocked for 1 s at a time (a host under load) while 1,200 cold checks
+    read the store, whose answers take milliseconds: none may be degraded. Reads made
+    on the loop with httpx.AsyncClient timed out on the loop's clock instead."""
+    config = {**CONFIG, "store": {"timeout": "500ms", "retries": 0}}
+    client = AsyncEnforcementClient(labeled_store.url, config,
+                                    token=labeled_store.tokens["reader"], follow_changes=False)
+    lags: list[float] = []
+
+    async def hog(stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            t = loop.time()
+            time.sleep(1.0)  # the whole loop stalls: no coroutine, callback or timer runs
+            lags.append(loop.time() - t)
+            await asyncio.sleep(0.02)
+
+    async def scenario() -> list[Decision]:
+        async with client:
+            stop = asyncio.Event()
+            hogging = asyncio.create_task(hog(stop))
+            decisions: list[Decision] = []
+            for wave in range(4):
+                decisions += await asyncio.gather(*(
+                    client.check(f"pin:{wave * 1000 + i}", "search") for i in range(300)))
+                await asyncio.sleep(0.3)
+            stop.set()
+            await hogging
+            return decisions
+
+    decisions = asyncio.run(scenario())
+    assert len(lags) >= 2 and max(lags) >= 1.0  # the loop did lag
+    degraded = [d for d in decisions if d.degraded]
+    assert not degraded, f"{len(degraded)} of {len(decisions)}: {degraded[0].degraded_detail}"
+    assert [d.visible for d in decisions[:300]] == [i % 7 != 0 for i in range(300)]
 
 
 # -- the async store reader -------------------------------------------------------------

@@ -16,6 +16,7 @@ import pytest
 from enforce_sdk import InvalidInputError
 from enforce_sdk.client.async_client import AsyncEnforcementClient
 from enforce_sdk.client.client import EnforcementClient
+from enforce_sdk.client.threaded_reader import ThreadedStoreReader
 from enforce_sdk.config.source import StaticConfigSource
 from enforce_sdk.store_client.async_client import AsyncLabelStoreReader
 from enforce_sdk.store_client.client import LabelStoreClient
@@ -51,11 +52,11 @@ def test_async_client_connections_take_the_swapped_timeout_and_batch_size() -> N
         assert (await client.check("pin:1", "home_feed")).degraded  # makes this loop's reader
         (state,) = client._loops.values()
         reader = state.reader
-        assert isinstance(reader, AsyncLabelStoreReader)
-        assert reader._http.timeout == httpx.Timeout(2.0)
+        assert isinstance(reader, ThreadedStoreReader)
+        assert reader.client._http.timeout == httpx.Timeout(2.0)
         source.push(SWAPPED)
-        assert reader._http.timeout == httpx.Timeout(0.1)
-        assert reader.max_batch_keys == 7 and state.fetcher.max_batch_keys == 7
+        assert reader.client.timeout == 0.1 and reader.client._http.timeout == httpx.Timeout(0.1)
+        assert reader.client.max_batch_keys == 7 and state.fetcher.max_batch_keys == 7
         await client.aclose()
 
     asyncio.run(use())

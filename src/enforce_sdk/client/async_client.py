@@ -8,11 +8,16 @@ as the sync fast path and returns without yielding to the loop.
 
 Event loops: the client may be created outside any loop (at import time, in a
 pre-fork server's master) and used inside one. Each event loop that uses it
-gets its own coalescing fetcher and its own httpx.AsyncClient (connections
-belong to the loop that opened them), created on first use; the label cache,
-config, stats and change-feed follower (a thread) are shared by all. So one
-client is safe to use from several loops, even in several threads; state of a
-loop that has closed is dropped when another loop first uses the client.
+gets its own coalescing fetcher, created on first use; the label cache,
+config, stats, change-feed follower (a thread) and store reader are shared by
+all. So one client is safe to use from several loops, even in several threads;
+state of a loop that has closed is dropped when another loop first uses the
+client.
+
+Store reads run on I/O threads of the client's own (client/threaded_reader),
+each bounded whole by the store timeout: a busy event loop (a host under load,
+its loop lagging by a second) delays when a coroutine sees its answer, but no
+longer turns an answer the store gave in time into a degraded decision.
 """
 
 from __future__ import annotations
@@ -25,13 +30,14 @@ from collections.abc import Callable, Iterable
 from .._errors import StoreUnavailableError
 from ..config.document import StoreSettings
 from ..policy.decision import Decision
-from ..store_client.async_client import AsyncLabelStoreReader
+from ..store_client.client import LabelStoreClient
 from .async_fetch import AsyncLabelReader, AsyncSingleFlightFetcher
 from .base import BaseEnforcementClient, apply_store_settings
 from .batch import FilterKeys, Related
 from .coalesce import DEFAULT_MAX_IN_FLIGHT, DEFAULT_WINDOW, FetchOutcome
 from .read_path import ReadPath, T
 from .runtime import ConfigInput
+from .threaded_reader import ThreadedStoreReader
 
 __all__ = ["AsyncEnforcementClient"]
 
@@ -86,6 +92,9 @@ class AsyncEnforcementClient(BaseEnforcementClient):
             max_in_flight=max_in_flight,
         )
         self._borrowed = store
+        # the owned store: one reader on I/O threads, shared by every loop
+        self._io = None if store is not None else ThreadedStoreReader(
+            self._open_store, max_threads=max_in_flight)
         self._loops_lock = threading.Lock()
         self._loops: dict[asyncio.AbstractEventLoop, _LoopState] = {}
         self._last: tuple[asyncio.AbstractEventLoop, AsyncSingleFlightFetcher] | None = None
@@ -140,10 +149,10 @@ class AsyncEnforcementClient(BaseEnforcementClient):
         return ReadPath.visible(page, await self._decide(surface, keys, rel))
 
     async def aclose(self) -> None:
-        """Stop the follower, cancel reads in flight, close this loop's connections.
+        """Stop the follower, cancel reads waiting to be sent, close the store connections.
 
-        Connections of other loops still running are closed on their own loop;
-        those of loops already closed are dropped.
+        Fetchers of other loops still running are closed on their own loop; those
+        of loops already closed are dropped. Reads in flight end by their deadline.
         """
         if not self._core.closed:
             await asyncio.to_thread(self._core.close)
@@ -155,6 +164,8 @@ class AsyncEnforcementClient(BaseEnforcementClient):
                 await self._close_state(state)
             elif loop.is_running():
                 asyncio.run_coroutine_threadsafe(self._close_state(state), loop)
+        if self._io is not None:
+            self._io.close()
 
     async def __aenter__(self) -> AsyncEnforcementClient:
         return self
@@ -163,10 +174,12 @@ class AsyncEnforcementClient(BaseEnforcementClient):
         await self.aclose()
 
     def _reset_connections(self) -> None:
-        # the parent's per-loop fetchers and connections are abandoned, not closed
+        # the parent's per-loop fetchers, I/O threads and connections are abandoned, not closed
         self._loops_lock = threading.Lock()
         self._loops = {}
         self._last = None
+        if self._io is not None:
+            self._io.after_fork()
 
     # -- the I/O ---------------------------------------------------------------
 
@@ -213,15 +226,10 @@ class AsyncEnforcementClient(BaseEnforcementClient):
             raise StoreUnavailableError("the client is closed")
         for old in [lp for lp in self._loops if lp.is_closed()]:
             del self._loops[old]  # its connections died with the loop
-        settings = self._core.config.store
-        reader: AsyncLabelReader = self._borrowed or AsyncLabelStoreReader(
-            self._store_url,
-            token=self._token,
-            timeout=settings.timeout,
-            max_batch_keys=settings.max_batch_keys,
-        )
+        reader: AsyncLabelReader = self._borrowed or self._io  # type: ignore[assignment]
         fetcher = AsyncSingleFlightFetcher(
             reader.get_many, self._core.cache, self._core.stats, loop=loop,
+            threaded=self._io if self._borrowed is None else None,
             **self._fetcher_settings(),
         )
         state = self._loops[loop] = _LoopState(fetcher, reader)
@@ -229,16 +237,19 @@ class AsyncEnforcementClient(BaseEnforcementClient):
 
     async def _close_state(self, state: _LoopState) -> None:
         await state.fetcher.aclose()
-        if self._borrowed is None:
-            await state.reader.aclose()
+
+    def _open_store(self) -> LabelStoreClient:
+        settings = self._core.config.store
+        return LabelStoreClient(self._store_url, token=self._token, timeout=settings.timeout,
+                                max_batch_keys=settings.max_batch_keys)
 
     def _on_store_settings(self, settings: StoreSettings) -> None:
         """Apply a swapped config's store settings to every loop's fetcher and reader."""
         with self._loops_lock:
             states = list(self._loops.values())
+        io = getattr(self, "_io", None)  # None also while constructing
+        if io is not None:
+            io.client.max_batch_keys = settings.max_batch_keys
+            io.client.timeout = settings.timeout  # read by every request as it starts
         for state in states:
-            reader = state.reader
-            if self._borrowed is None and isinstance(reader, AsyncLabelStoreReader):
-                reader.max_batch_keys = settings.max_batch_keys
-                reader.timeout = settings.timeout
             apply_store_settings(state.fetcher, settings)

@@ -1,17 +1,28 @@
 """Fetching cache misses from the store in one event loop: single flight, coalesced, bounded.
 
 The asyncio counterpart of client/fetch, with the same rules (coalesce.BatchQueue
-decides which keys go and when). Batches are sent by tasks the fetcher owns,
-not by the caller's coroutine: a caller cancelled mid-check (a request
-timeout) does not cancel a read other callers are waiting on. A window timer
-(`loop.call_later`) sends keys that fall due while a slot is free; a finished
-read sends what waits for its slot. Bound to the loop it is created in.
-Reads racing the change feed are handled as in client/fetch (see client/coalesce).
+decides which keys go and when). Batches are sent by the fetcher, not by the
+caller's coroutine: a caller cancelled mid-check (a request timeout) does not
+cancel a read other callers are waiting on. A window timer (`loop.call_later`)
+sends keys that fall due while a slot is free; a finished read sends what waits
+for its slot. Bound to the loop it is created in. Reads racing the change feed
+are handled as in client/fetch (see client/coalesce).
+
+Two ways to read. With an async reader (`async get_many`), a task per batch
+awaits it on the loop. With a threaded one (`submit(keys)` returning a
+concurrent future: client/threaded_reader, the client's own store), the read
+runs on an I/O thread and ONE callback, posted to the loop when the read ends,
+resolves every waiter of the batch. That callback is queued before any timer
+that falls due while the loop is busy, so a caller whose read ended in time
+finds its answer even if its own wait timed out in the same turn of a lagging
+loop (see `fetch`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
@@ -45,6 +56,13 @@ class AsyncLabelReader(Protocol):
     async def aclose(self) -> None: ...
 
 
+class ThreadedReader(Protocol):
+    """A store read run off the loop (client/threaded_reader.ThreadedStoreReader)."""
+
+    def submit(self, keys: list[str]) -> concurrent.futures.Future[dict[str, list[Label]]]:
+        ...
+
+
 class AsyncSingleFlightFetcher:
     """Fetch of cache misses for the coroutines of one event loop. Not thread-safe."""
 
@@ -63,8 +81,10 @@ class AsyncSingleFlightFetcher:
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         clock: Callable[[], float] = time.monotonic,
         loop: asyncio.AbstractEventLoop | None = None,
+        threaded: ThreadedReader | None = None,
     ) -> None:
         self._fetch_many = fetch_many
+        self._threaded = threaded  # reads on I/O threads, resolved by one loop callback
         self._cache = cache
         self._stats = stats
         self.wait_timeout = wait_timeout
@@ -134,7 +154,11 @@ class AsyncSingleFlightFetcher:
         queue = self._queue
         now = self._clock()
         while queue.ready(now):
-            task = self.loop.create_task(self._send(queue.take(self._cache.mark())))
+            batch = queue.take(self._cache.mark())
+            if self._threaded is not None:
+                self._submit(batch, round_begins(self._stats, len(batch)), 0)
+                continue
+            task = self.loop.create_task(self._send(batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         if self._timer is None:
@@ -168,6 +192,62 @@ class AsyncSingleFlightFetcher:
                         else error or StoreUnavailableError("fetch did not complete")
                     )
             self._pump()
+
+    # -- reads on I/O threads ------------------------------------------------------------------
+
+    def _submit(self, batch: Flight[asyncio.Future[Result]], t0: int, attempt: int) -> None:
+        """Start (or retry) a batch's read on an I/O thread; its end is posted to the loop."""
+        assert self._threaded is not None
+        try:
+            read = self._threaded.submit(list(batch))
+        except Exception as exc:  # the reader is closed, or a bug: never into the caller
+            self._read_ended(batch, t0, attempt, None, exc)
+            return
+        loop = self.loop
+
+        def post(done: concurrent.futures.Future[dict[str, list[Label]]]) -> None:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(self._read_done, batch, t0, attempt, done)
+
+        read.add_done_callback(post)
+
+    def _read_done(self, batch: Flight[asyncio.Future[Result]], t0: int, attempt: int,
+                   done: concurrent.futures.Future[dict[str, list[Label]]]) -> None:
+        if done.cancelled():
+            self._read_ended(batch, t0, attempt, None,
+                             StoreUnavailableError("store read cancelled (client closing)"))
+            return
+        exc = done.exception()
+        if exc is None:
+            self._read_ended(batch, t0, attempt, done.result(), None)
+            return
+        if not isinstance(exc, Exception):  # e.g. SystemExit on the I/O thread: no retry
+            exc = StoreUnavailableError(f"store read ended by {exc!r}")
+        delay = None if self._closed else retry_delay(exc, attempt + 1, self.retries,
+                                                      self.retry_backoff)
+        if delay is None:
+            self._read_ended(batch, t0, attempt, None, exc)
+        else:
+            self.loop.call_later(delay, self._submit, batch, t0, attempt + 1)
+
+    def _read_ended(self, batch: Flight[asyncio.Future[Result]], t0: int, attempt: int,
+                    fetched: Mapping[str, Sequence[Label]] | None,
+                    exc: Exception | None) -> None:
+        """Resolve every waiter of the batch at once, free its slot, send what waits."""
+        results: Mapping[str, Result] = {}
+        error: EnforceError | None = None
+        try:
+            if exc is not None:
+                raise exc
+            assert fetched is not None
+            results = round_succeeded(self._stats, self._cache, batch, fetched, t0)
+        except Exception as failure:  # bad data or a bug below: never into the caller
+            error = round_failed(self._stats, failure, t0)
+        for key, fut in self._queue.done(batch):
+            if not fut.done():
+                fut.set_result(results[key] if key in results
+                               else error or StoreUnavailableError("fetch did not complete"))
+        self._pump()
 
     async def _read_with_retries(self, batch: list[str]) -> Mapping[str, Sequence[Label]]:
         attempt = 0
