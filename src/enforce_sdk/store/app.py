@@ -325,15 +325,20 @@ class LabelStoreService:
 
     # -- background ------------------------------------------------------------------------
 
-    async def rebuild_bloom_forever(self) -> None:
-        """Build the first snapshot at startup, then every `bloom.rebuild_interval_seconds`."""
+    async def refresh_bloom_forever(self) -> None:
+        """Build the first snapshot at startup, then bring it up to date (from the change
+        feed, rebuilt only when due) every `bloom.rebuild_interval_seconds`."""
+        last: BloomSnapshot | None = None
         while True:
             try:
-                snapshot = await run_in_threadpool(self.bloom.rebuild)
-                log.info("bloom snapshot built: seq=%d keys=%d bytes=%d in %.3fs", snapshot.seq,
-                         snapshot.key_count, len(snapshot.data), snapshot.build_seconds)
+                snapshot = await run_in_threadpool(self.bloom.refresh)
+                if snapshot is not last:
+                    log.info("bloom snapshot %s: seq=%d keys=%d bytes=%d in %.3fs (%d full builds)",
+                             snapshot.etag, snapshot.seq, snapshot.key_count, len(snapshot.data),
+                             snapshot.build_seconds, self.bloom.full_builds)
+                last = snapshot
             except Exception:
-                log.exception("building the bloom snapshot failed")
+                log.exception("refreshing the bloom snapshot failed")
             await asyncio.sleep(self.config.bloom.rebuild_interval_seconds)
 
     async def prune_once(self) -> int:
@@ -381,7 +386,7 @@ class LabelStoreService:
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         pruner = asyncio.create_task(self.prune_forever(), name="enforce-store-feed-pruner")
-        bloom = asyncio.create_task(self.rebuild_bloom_forever(), name="enforce-store-bloom")
+        bloom = asyncio.create_task(self.refresh_bloom_forever(), name="enforce-store-bloom")
         purger = asyncio.create_task(self.purge_expired_forever(), name="enforce-store-expiry")
         try:
             yield

@@ -76,7 +76,9 @@ class BloomSection:
     """The bloom snapshot the store serves (GET /v1/bloom)."""
 
     fp_rate: float = 0.01  # target false-positive rate at the sized key count
-    rebuild_interval_seconds: float = 60.0  # how often the snapshot is rebuilt
+    # How often the snapshot catches up with the change feed (rebuilt from scratch only
+    # when due, see store/bloom_snapshot); an unchanged store keeps its snapshot and ETag.
+    rebuild_interval_seconds: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
