@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         tmp_path_factory.mktemp("bench-async"), sections={"limits": {"max_batch_keys": 1000}}
     )
     storage = SQLiteStorage(server.db_path)
-    labels = list(sample_labels(N_LABELS, seed=11))
+    labels = list(sample_labels(N_LABELS, seed=11, now=datetime.now(UTC)))
     storage.apply([PutOp(label) for label in labels], actor="bench", now=labels[-1].created_at)
     storage.close()
     server.start()

@@ -24,6 +24,7 @@ import statistics
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     blocklist: dict[str, Enforcement] = {}
     batch: list[PutOp] = []
     labels = 0
-    for label in sample_labels(2 * N_ENTITIES, seed=7):
+    for label in sample_labels(2 * N_ENTITIES, seed=7, now=datetime.now(UTC)):
         if label.entity not in blocklist and len(blocklist) == N_ENTITIES:
             break
         labels += 1

@@ -36,6 +36,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     server = StoreServerProcess(tmp_path_factory.mktemp("bench-e2e"))
     storage = SQLiteStorage(server.db_path)
     blocklist: dict[str, Enforcement] = {}
-    labels = list(sample_labels(N_STORE_LABELS, seed=7))
+    labels = list(sample_labels(N_STORE_LABELS, seed=7, now=datetime.now(UTC)))
     for label in labels:
         blocklist[label.entity] = max(blocklist.get(label.entity, Enforcement.ALLOW),
                                       label.enforcement)

@@ -111,7 +111,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterHarness
 def stores(cluster: ClusterHarness, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[tuple[SQLiteStorage, RedisClusterStorage, list[str]]]:
     """The same N labels imported into a SQLite file and a Redis Cluster namespace."""
-    labels = list(sample_labels(N, seed=7))
+    labels = list(sample_labels(N, seed=7, now=datetime.now(UTC)))
     sqlite = SQLiteStorage(tmp_path_factory.mktemp("bench-redis-sqlite") / "labels.db")
     namespace = "bench" + uuid.uuid4().hex[:8]
     rc = RedisClusterStorage(cluster.startup_nodes, namespace=namespace)

@@ -6,6 +6,8 @@
     measured in the same run: a raw-socket loopback round trip (1 byte each
     way, echo server on a thread) and GET /healthz through the same HTTP stack.
 (b) bulk import: client.put of N labels in batches of 1000 into an empty store.
+(c) bloom snapshot refresh of an unchanged store: GET /v1/bloom, then the same
+    with If-None-Match: status and bytes on the wire of each.
 
 N = 1,000,000 with ENFORCE_BENCH_FULL=1, else 20,000 (the default test run).
 The summary is printed and written to .benchmarks/bench_store.json (quick runs:
@@ -27,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from enforce_sdk.demo.sample import entity_for, sample_labels
@@ -81,7 +84,7 @@ def populated_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[s
     try:
         batch: list[PutOp] = []
         now = datetime.now(UTC)
-        for label in sample_labels(N, seed=7):
+        for label in sample_labels(N, seed=7, now=now):
             batch.append(PutOp(label))
             entities.add(label.entity)
             if len(batch) == POPULATE_BATCH:
@@ -140,6 +143,11 @@ def _table(r: dict[str, Any]) -> str:
         rows.append(f"bulk import via API: {i['labels_per_s']:,.0f} labels/s "
                     f"({i['labels']:,} labels in {i['seconds']:.1f} s, batches of {IMPORT_BATCH}; "
                     f"batch p50 {i['batch_p50_ms']:.1f} ms)")
+    if "bloom_refresh" in r:
+        b = r["bloom_refresh"]
+        rows.append(f"bloom snapshot: download {b['download_status']}, {b['download_bytes']:,} B; "
+                    f"unchanged-store refresh {b['refresh_status']}, {b['refresh_bytes']:,} B "
+                    f"on the wire")
     if "populate" in r:
         p = r["populate"]
         rows.append(f"populate via SQLiteStorage.apply: {p['labels'] / p['seconds']:,.0f} labels/s "
@@ -256,3 +264,25 @@ def test_bulk_import_through_api(benchmark: Any, tmp_path_factory: pytest.TempPa
                              "batch_p99_ms": _percentile(durations, 0.99) * 1e3}
     finally:
         server.stop()
+
+
+def _wire_bytes(response: httpx.Response) -> int:
+    status_line = len(f"HTTP/1.1 {response.status_code} {response.reason_phrase}\r\n")
+    return (status_line + sum(len(k) + len(v) + 4 for k, v in response.headers.raw) + 2
+            + len(response.content))
+
+
+def test_bloom_refresh_of_an_unchanged_store(read_server: StoreServerProcess) -> None:
+    with httpx.Client(base_url=read_server.url, headers=read_server.headers("reader"),
+                      timeout=120) as http:
+        full = http.get("/v1/bloom")
+        assert full.status_code == 200
+        # Past a refresh interval of the store (nothing written meanwhile).
+        time.sleep(0.2)
+        again = http.get("/v1/bloom", headers={"If-None-Match": full.headers["etag"]})
+    assert again.status_code == 304, "an unchanged store re-sent its snapshot"
+    RESULTS["bloom_refresh"] = {
+        "download_status": full.status_code, "download_bytes": _wire_bytes(full),
+        "refresh_status": again.status_code, "refresh_bytes": _wire_bytes(again),
+        "key_count": int(full.headers["x-bloom-key-count"]),
+    }

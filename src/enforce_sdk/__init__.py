@@ -1,10 +1,12 @@
 """enforce_sdk: decide in-process whether to show content, from labels in the Label Store.
 
 This module is the public facade: the names in `__all__` are the API, whatever
-folder they live in (see docs/architecture.md). Optional extras load lazily:
-`ZooKeeperConfigSource` and `ZooKeeperConfigStore` import kazoo (the
-`[zookeeper]` extra) only when first used, so a service with a file config
-never imports it.
+folder they live in (see docs/architecture.md). Optional extras and heavy
+dependencies load lazily (PEP 562 `__getattr__`): `ZooKeeperConfigSource` and
+`ZooKeeperConfigStore` import kazoo (the `[zookeeper]` extra) only when first
+used, so a service with a file config never imports it;
+`AsyncEnforcementClient` imports asyncio only when first used; numpy loads on
+the first bloom mask (native/lazy_numpy). tests/test_lazy_imports.py holds this.
 """
 
 from typing import TYPE_CHECKING as _TYPE_CHECKING
@@ -30,7 +32,6 @@ from ._errors import (
     StoreUnavailableError,
     UnknownSurfaceError,
 )
-from .client.async_client import AsyncEnforcementClient
 from .client.client import EnforcementClient
 from .client.stats import Stats
 from .config.document import EnforcementConfig
@@ -44,6 +45,7 @@ from .policy.surface import SurfaceConfig
 from .store_client.client import LabelStoreClient
 
 if _TYPE_CHECKING:
+    from .client.async_client import AsyncEnforcementClient
     from .config.zk_admin import ZooKeeperConfigStore
     from .config.zk_source import ZooKeeperConfigSource
 
@@ -51,6 +53,7 @@ __version__ = "0.1.0"
 
 # name -> module that defines it, imported on first access (module __getattr__, PEP 562)
 _LAZY = {
+    "AsyncEnforcementClient": "enforce_sdk.client.async_client",
     "ZooKeeperConfigSource": "enforce_sdk.config.zk_source",
     "ZooKeeperConfigStore": "enforce_sdk.config.zk_admin",
 }

@@ -42,10 +42,11 @@ class FakeFeed:
         self.calls += 1
         if self.fail is not None:
             raise self.fail
-        head = len(self.records)
+        records = list(self.records)  # one view: a test thread may add() meanwhile
+        head = len(records)
         if after < self.oldest - 1:
             raise FeedTooOldError(410, {"error": "too_old", "oldest": self.oldest, "head": head})
-        page = [r for r in self.records if r.seq > after][:limit]
+        page = [r for r in records if r.seq > after][:limit]
         return Page(page, head, page[-1].seq if page else after)
 
     def close(self) -> None:

@@ -21,7 +21,7 @@ from enforce_sdk.model.records import (
     Outcome,
     StoredLabel,
 )
-from enforce_sdk.store import DeleteOp, LabelStorage, PutOp, WriteOp
+from enforce_sdk.store import DeleteOp, ExpireOp, LabelStorage, PutOp, WriteOp
 
 
 class _State:
@@ -83,6 +83,15 @@ class MemoryStorage(LabelStorage):
                                 self._change(seq, k, Action.DISMISS, now)
                     outcomes.append(Outcome.WRITTEN if op.status is LabelStatus.ACTIVE
                                     else Outcome.PENDING)
+                elif isinstance(op, ExpireOp):
+                    expired = sorted(k for k, s in self._s.labels.items()
+                                     if k[0] == op.entity and s.label.is_expired(op.before))
+                    for k in expired:
+                        old = self._s.labels.pop(k)
+                        seq = self._record(k[0], k[1], Action.EXPIRE, actor, now, old.label, None,
+                                           None)
+                        self._change(seq, k, Action.EXPIRE, now)
+                    outcomes.append(Outcome.DELETED if expired else Outcome.NOOP)
                 else:
                     assert isinstance(op, DeleteOp)
                     key = (op.entity, op.source_key)
@@ -147,6 +156,13 @@ class MemoryStorage(LabelStorage):
         with self._s.lock:
             entities = sorted({k[0] for k, s in self._s.labels.items()
                                if s.status is LabelStatus.ACTIVE})
+        return iter(entities)
+
+    def _expired_entities(self, before: datetime) -> Iterator[str]:
+        self._check()
+        with self._s.lock:
+            entities = sorted({k[0] for k, s in self._s.labels.items()
+                               if s.label.is_expired(before)})
         return iter(entities)
 
     def count_labels(self) -> dict[LabelStatus, int]:

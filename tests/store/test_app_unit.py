@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from enforce_sdk import Enforcement, Label, Source, SourceType, StorageError
+from enforce_sdk.model.records import LabelStatus
 from enforce_sdk.model.wire import Format, decode, encode
 from enforce_sdk.store import PutOp, StoreConfig, create_app
 from tests.helpers import FakeClock
@@ -116,6 +117,52 @@ async def test_prune_past_retention_answers_410(
     assert [c["entity"] for c in ok.json()["changes"]] == ["pin:3"]
 
 
+async def test_expired_labels_are_not_served_then_purged_as_expire_changes(
+    storage: MemoryStorage, clock: FakeClock[datetime]
+) -> None:
+    tokens = {"reader": "reader-token-1", "writer": "writer-token-1", "admin": "admin-token-1"}
+    config = StoreConfig.from_dict({
+        "storage": {"expired_grace_seconds": 3600},
+        "tokens": [{"name": f"t-{role}", "role": role, "token": tok,
+                    **({"sources": ["*"]} if role == "writer" else {})}
+                   for role, tok in tokens.items()],
+    })
+    app = create_app(config, storage, clock=clock)
+    short = replace(label("pin:1"), expires_at=T0 + timedelta(minutes=10))
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://store"
+    ) as http:
+        service = app.state.service
+        as_admin = {"Authorization": f"Bearer {tokens['admin']}"}
+        await http.post("/v1/labels", json=label_body(short, label("pin:2")), headers=AUTH)
+
+        async def served() -> list[str]:
+            r = await http.post("/v1/labels/query", json={"keys": ["pin:1", "pin:2"]},
+                                headers=AUTH)
+            return sorted(r.json()["labels"])
+
+        assert await served() == ["pin:1", "pin:2"]
+        clock.now = T0 + timedelta(minutes=10)
+        assert await served() == ["pin:2"]  # expired: skipped, though still stored
+        got = (await http.get("/v1/labels/pin:1", headers=AUTH)).json()
+        assert (got["labels"], got["pending"]) == ([], [])
+        assert await service.purge_expired_once() == 0  # within the grace
+        assert storage.count_labels()[LabelStatus.ACTIVE] == 2
+
+        clock.now = T0 + timedelta(minutes=70)
+        assert (await http.post("/v1/expired/purge", headers=AUTH)).status_code == 403
+        r = await http.post("/v1/expired/purge", headers=as_admin)
+        assert (r.status_code, r.json()) == (200, {"schema": 1, "purged": 1, "head": 3})
+        changes = (await http.get("/v1/changes", params={"after": 2}, headers=AUTH)).json()
+        assert [(c["seq"], c["entity"], c["action"], c["labeled"])
+                for c in changes["changes"]] == [(3, "pin:1", "expire", False)]
+        [event, _] = (await http.get("/v1/history/pin:1", headers=AUTH)).json()["events"]
+        assert (event["action"], event["actor"], event["after"]) == ("expire", "store:expiry",
+                                                                     None)
+        assert Label.from_dict(event["before"]) == short
+        assert storage.count_labels()[LabelStatus.ACTIVE] == 1
+
+
 async def test_storage_failure_is_503_and_not_ready(
     http: httpx.AsyncClient, storage: MemoryStorage
 ) -> None:
@@ -205,7 +252,9 @@ async def test_long_poll_is_released_at_shutdown(storage: MemoryStorage) -> None
        st.sampled_from(["json", "msgpack"]))
 def test_any_valid_labels_round_trip_through_the_api(batch: list[Label], fmt: Format) -> None:
     async def scenario() -> tuple[int, dict[str, Any], dict[str, Any]]:
-        app = create_app(CONFIG, MemoryStorage())
+        # Read before any label could expire (each expires after it was created).
+        first = min(lb.created_at for lb in batch)
+        app = create_app(CONFIG, MemoryStorage(), clock=lambda: first)
         media = {"Content-Type": f"application/{fmt}", "Accept": f"application/{fmt}", **AUTH}
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://store") as c:

@@ -26,6 +26,7 @@ def test_defaults_without_a_file() -> None:
     assert config.limits.max_feed_page == 1000
     assert config.limits.max_wait_seconds == 30
     assert config.feed.retention_seconds == 604800
+    assert config.storage.expired_grace_seconds == 86400
     assert config.tokens == ()
 
 
@@ -35,6 +36,8 @@ def test_full_document_loads(tmp_path: Path) -> None:
         f"""
 [storage]
 url = "sqlite:///tmp/x/labels.db"
+expired_grace_seconds = 0
+purge_interval_seconds = 30
 [limits]
 max_body_bytes = 65536
 max_batch_keys = 10
@@ -57,6 +60,7 @@ token = "plain-dev-token"
     )
     config = StoreConfig.load(path)
     assert config.storage.url == "sqlite:///tmp/x/labels.db"
+    assert (config.storage.expired_grace_seconds, config.storage.purge_interval_seconds) == (0, 30)
     assert config.limits.max_body_bytes == 65536
     assert config.limits.max_batch_keys == 10
     assert config.limits.max_batch_labels == 1000  # untouched keys keep defaults
@@ -88,6 +92,9 @@ token = "plain-dev-token"
         ({"feed": []}, "feed", "table"),
         ({"storage": {"url": 5}}, "storage.url", "string"),
         ({"storage": {"url": "labels.db"}}, "storage.url", "URL"),
+        ({"storage": {"expired_grace_seconds": -1}}, "storage.expired_grace_seconds", ">= 0"),
+        ({"storage": {"purge_interval_seconds": 0}}, "storage.purge_interval_seconds", "> 0"),
+        ({"storage": {"expired_grace": "1d"}}, "storage.expired_grace", "unknown"),
         ({"checker": {"trusted_entities": "user:1"}}, "checker.trusted_entities", "list"),
         ({"checker": {"trusted_entities": ["user:1", "nokind"]}}, "checker.trusted_entities[1]",
          "kind:id"),

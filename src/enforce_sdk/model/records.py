@@ -35,6 +35,7 @@ class Action(enum.StrEnum):
     PEND = "pend"  # label stored as pending review
     DELETE = "delete"  # label retracted by its producer
     DISMISS = "dismiss"  # pending label dismissed because a human source decided
+    EXPIRE = "expire"  # label removed by the store's purge, past its expires_at and the grace
 
 
 @dataclass(frozen=True, slots=True)

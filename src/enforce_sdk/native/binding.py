@@ -21,11 +21,14 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
-
-import numpy as np
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from .._errors import InvalidInputError, NativeError, SnapshotError
+from .lazy_numpy import LazyNumpy
+
+if TYPE_CHECKING:
+    import numpy as np
 
 try:
     from ._enforce_native import ffi, lib
@@ -46,7 +49,17 @@ MAX_BLOCKS: int = lib.ENF_MAX_BLOCKS
 DEFAULT_SEED: int = lib.ENF_DEFAULT_SEED
 U64_MAX = (1 << 64) - 1
 U32_MAX = (1 << 32) - 1
-_U64 = np.dtype(np.uint64)  # native byte order: what C reads
+_U64: np.dtype[np.uint64]  # native byte order: what C reads; set when numpy loads
+
+
+def _numpy_loaded(numpy: ModuleType) -> None:
+    global _U64
+    _U64 = numpy.dtype(numpy.uint64)
+
+
+# numpy loads on first use (see lazy_numpy): `import enforce_sdk` does not import it.
+if not TYPE_CHECKING:
+    np = LazyNumpy(globals(), on_load=_numpy_loaded)
 
 # Keys per C call in batch paths: the joined buffer stays in L2 while C reads it.
 BATCH_CHUNK = 8192

@@ -20,21 +20,25 @@ import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any
 
 from .._errors import InvalidInputError, SnapshotError
 from ..model.keys import CANONICAL_PATTERN, is_canonical
 from . import binding as _native
+from .lazy_numpy import LazyNumpy
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    Signatures = npt.NDArray[np.uint64]
+else:
+    np = LazyNumpy(globals())  # imported on the first mask (surely_unlabeled), then cached
 
 DEFAULT_SEED: int = _native.DEFAULT_SEED
 HASH_ID: int = _native.HASH_ID
 HASH_NAME: str = _native.HASH_NAME
 SNAPSHOT_VERSION: int = _native.SNAPSHOT_VERSION
-
-Signatures = npt.NDArray[np.uint64]
 
 
 def signature(key: str, seed: int = DEFAULT_SEED) -> int:

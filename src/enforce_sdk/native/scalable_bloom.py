@@ -21,14 +21,17 @@ the filter grow are added: `add_many` calls `publish(view)` at that moment.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any
 
 from .._errors import InvalidInputError
 from . import binding as _native
-from .bloom import BloomFilter, Signatures
+from .bloom import BloomFilter
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from .bloom import Signatures
 
 GROWTH = 2  # a new layer is sized for this many times the capacity of the layers before it
 TIGHTENING = 0.5  # each new layer's FP rate is this times the previous one's

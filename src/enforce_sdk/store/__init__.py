@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .head_watcher import HeadWatcher
     from .server import run
     from .storage.backends import check_storage_url, open_storage
-    from .storage.base import DeleteOp, LabelStorage, PutOp, WriteOp
+    from .storage.base import DeleteOp, ExpireOp, LabelStorage, PutOp, WriteOp
     from .storage.redis_cluster.storage import RedisClusterStorage
     from .storage.sqlite import SQLiteStorage
 
@@ -45,7 +45,8 @@ _WHERE = {
     "enforce_sdk.store.head_watcher": ("HeadWatcher",),
     "enforce_sdk.store.server": ("run",),
     "enforce_sdk.store.storage.backends": ("check_storage_url", "open_storage"),
-    "enforce_sdk.store.storage.base": ("DeleteOp", "LabelStorage", "PutOp", "WriteOp"),
+    "enforce_sdk.store.storage.base": ("DeleteOp", "ExpireOp", "LabelStorage", "PutOp",
+                                       "WriteOp"),
     "enforce_sdk.store.storage.redis_cluster.storage": ("RedisClusterStorage",),
     "enforce_sdk.store.storage.sqlite": ("SQLiteStorage",),
 }
@@ -59,6 +60,7 @@ __all__ = [
     "ChangePage",
     "ChangeRecord",
     "DeleteOp",
+    "ExpireOp",
     "HeadWatcher",
     "LabelChecker",
     "LabelRejectedError",

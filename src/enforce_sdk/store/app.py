@@ -136,9 +136,11 @@ class LabelStoreService:
             if key != raw:
                 aliases[raw] = key
 
+        now = self.clock()
+
         def read() -> tuple[int, dict[str, list[StoredLabel]]]:
             head = self.storage.head_seq()  # first: the labels are at least as new as head
-            return head, self.storage.get_many(list(wanted), include_pending=False)
+            return head, self.storage.get_many(list(wanted), include_pending=False, now=now)
 
         head, found = await run_in_threadpool(read)
         labels = {
@@ -153,7 +155,8 @@ class LabelStoreService:
     async def get_entity(self, request: Request) -> Response:
         authenticate(self._tokens, request, Role.READER)
         entity = path_entity(request)
-        found = await run_in_threadpool(self.storage.get_many, [entity], include_pending=True)
+        found = await run_in_threadpool(self.storage.get_many, [entity], include_pending=True,
+                                        now=self.clock())
         active: list[dict[str, Any]] = []
         pending: list[dict[str, Any]] = []
         for stored in found.get(entity, []):
@@ -322,15 +325,20 @@ class LabelStoreService:
 
     # -- background ------------------------------------------------------------------------
 
-    async def rebuild_bloom_forever(self) -> None:
-        """Build the first snapshot at startup, then every `bloom.rebuild_interval_seconds`."""
+    async def refresh_bloom_forever(self) -> None:
+        """Build the first snapshot at startup, then bring it up to date (from the change
+        feed, rebuilt only when due) every `bloom.rebuild_interval_seconds`."""
+        last: BloomSnapshot | None = None
         while True:
             try:
-                snapshot = await run_in_threadpool(self.bloom.rebuild)
-                log.info("bloom snapshot built: seq=%d keys=%d bytes=%d in %.3fs", snapshot.seq,
-                         snapshot.key_count, len(snapshot.data), snapshot.build_seconds)
+                snapshot = await run_in_threadpool(self.bloom.refresh)
+                if snapshot is not last:
+                    log.info("bloom snapshot %s: seq=%d keys=%d bytes=%d in %.3fs (%d full builds)",
+                             snapshot.etag, snapshot.seq, snapshot.key_count, len(snapshot.data),
+                             snapshot.build_seconds, self.bloom.full_builds)
+                last = snapshot
             except Exception:
-                log.exception("building the bloom snapshot failed")
+                log.exception("refreshing the bloom snapshot failed")
             await asyncio.sleep(self.config.bloom.rebuild_interval_seconds)
 
     async def prune_once(self) -> int:
@@ -340,6 +348,32 @@ class LabelStoreService:
         if dropped:
             log.info("pruned %d change records older than %s", dropped, cutoff.isoformat())
         return dropped
+
+    async def purge_expired_once(self) -> int:
+        """Remove labels expired longer than the grace ago; return how many entities lost one."""
+        now = self.clock()
+        before = now - timedelta(seconds=self.config.storage.expired_grace_seconds)
+        purged = await run_in_threadpool(self.storage.purge_expired, before, now=now)
+        if purged:
+            self.watcher.advance(await self._read_head())
+            log.info("purged the labels of %d entities that expired before %s", purged,
+                     before.isoformat())
+        return purged
+
+    async def purge_expired_forever(self) -> None:
+        """Every `storage.purge_interval_seconds`, starting one interval after start-up."""
+        while True:
+            await asyncio.sleep(self.config.storage.purge_interval_seconds)
+            try:
+                await self.purge_expired_once()
+            except Exception:
+                log.exception("purging expired labels failed")
+
+    async def purge_expired(self, request: Request) -> Response:
+        """Purge expired labels now (admin); answers how many entities lost a label."""
+        authenticate(self._tokens, request, Role.ADMIN)
+        purged = await self.purge_expired_once()
+        return respond(request, {"purged": purged, "head": self.watcher.head})
 
     async def prune_forever(self) -> None:
         while True:
@@ -352,11 +386,12 @@ class LabelStoreService:
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         pruner = asyncio.create_task(self.prune_forever(), name="enforce-store-feed-pruner")
-        bloom = asyncio.create_task(self.rebuild_bloom_forever(), name="enforce-store-bloom")
+        bloom = asyncio.create_task(self.refresh_bloom_forever(), name="enforce-store-bloom")
+        purger = asyncio.create_task(self.purge_expired_forever(), name="enforce-store-expiry")
         try:
             yield
         finally:
-            for task in (pruner, bloom):
+            for task in (pruner, bloom, purger):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -376,6 +411,7 @@ class LabelStoreService:
             Route("/v1/pending", self.pending, methods=["GET"]),
             Route("/v1/bloom", self.bloom_snapshot, methods=["GET"]),
             Route("/v1/bloom/rebuild", self.bloom_rebuild, methods=["POST"]),
+            Route("/v1/expired/purge", self.purge_expired, methods=["POST"]),
         ]
 
 

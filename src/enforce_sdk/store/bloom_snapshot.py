@@ -11,13 +11,27 @@ a reader following the feed has room for the store to double before its filter
 reaches its design point (and the SDK's filter grows past it: client/bloom_gate).
 Served with the snapshot, `capacity` and `fp_rate` tell a reader that design point.
 
-`BloomSnapshots` keeps the last built snapshot and serialises builds; builds
-block (storage reads, hashing), so callers run them in a thread.
+Kept current incrementally. `BloomSnapshots` holds the filter it last built and
+`refresh()` brings it up to the store's head from the change feed: each record
+whose entity is labeled after it adds the entity, and the snapshot is then
+labeled with the head read with those records (the same invariant: every key
+labeled at or before S is in the filter at S). An unchanged store keeps the
+same snapshot and ETag, so readers get 304. The filter is rebuilt from scratch
+only when it must or when it pays: no filter yet, the feed cannot bridge the
+gap (pruned past it, or the store went back), the keys added pass the design
+point (`capacity`; the rebuild sizes it anew with headroom), or entities that
+lost their labels (retractions, purges of expired labels) reach STALE_SHARE of
+the keys, whose bits only raise the FP rate. Refreshes and builds block
+(storage reads, hashing), so callers run them in a thread.
+
+ETag: `"<build>.<seq>"`, where `<build>` names one full build of one process:
+the bytes behind an ETag never change, and a new ETag means new bytes.
 """
 
 from __future__ import annotations
 
 import itertools
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +44,9 @@ from .storage.base import LabelStorage
 HEADROOM = 2.0  # size for this many times the keys found: the store may double before a reload
 MIN_KEYS = 65_536  # ... and never for fewer (80 KB at 1%): a young store's first import fits
 _CHUNK = 10_000  # keys hashed and added per C call
+_FEED_PAGE = 5_000  # change records read per storage call while catching up
+STALE_SHARE = 0.25  # rebuild once entities that lost their labels reach this share of the keys
+MIN_STALE = 1_000  # ... and at least this many (a small store is not rebuilt for every retraction)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +58,8 @@ class BloomSnapshot:
     key_count: int
     capacity: int  # key count the filter was sized for
     fp_rate: float  # its FP rate at `capacity` keys (at most)
-    build_seconds: float
-    etag: str  # changes with every build; lets a reader skip an unchanged download
+    build_seconds: float  # of the full build or the catch-up that made it
+    etag: str  # changes exactly when the bytes do; lets a reader skip an unchanged download
 
 
 def snapshot_capacity(expected_keys: int) -> int:
@@ -71,36 +88,100 @@ def build_snapshot(
 
 
 class BloomSnapshots:
-    """The last built snapshot of one storage; one build at a time. Thread-safe."""
+    """The current snapshot of one storage, kept up to date by `refresh()`. Thread-safe."""
 
-    def __init__(self, storage: LabelStorage, fp_rate: float) -> None:
+    def __init__(self, storage: LabelStorage, fp_rate: float, *,
+                 timer: Callable[[], float] = time.perf_counter) -> None:
         self._storage = storage
         self.fp_rate = fp_rate
-        self._build_lock = threading.Lock()
+        self._timer = timer
+        self._lock = threading.Lock()  # one build or refresh at a time
+        self._process = secrets.token_hex(4)  # builds of another process are other bytes
         self._builds = itertools.count(1)
+        self._build = ""
+        self._bloom: BloomFilter | None = None  # the filter behind `current`, updated in place
+        self._capacity = 0
+        self.stale = 0  # entities that lost their last active label since the full build
+        self.full_builds = 0
         self.current: BloomSnapshot | None = None
 
     def rebuild(self) -> BloomSnapshot:
-        """Build a new snapshot now (waiting for a build in progress first) and serve it."""
-        with self._build_lock:
-            bloom, capacity, seconds = build_snapshot(self._storage, self.fp_rate)
-            snapshot = BloomSnapshot(
-                data=bloom.to_bytes(),
-                seq=bloom.seq,
-                key_count=bloom.key_count,
-                capacity=capacity,
-                fp_rate=self.fp_rate,
-                build_seconds=seconds,
-                etag=f'"{bloom.seq}-{next(self._builds)}"',
-            )
-            self.current = snapshot
-            return snapshot
+        """Build from scratch now (waiting for a build in progress first) and serve it."""
+        with self._lock:
+            return self._rebuild()
+
+    def refresh(self) -> BloomSnapshot:
+        """Bring the snapshot up to the store's head: from the change feed, or rebuilt if due.
+
+        Returns the same snapshot (same ETag) while the store has not changed.
+        """
+        with self._lock:
+            bloom, current = self._bloom, self.current
+            if bloom is None or current is None:
+                return self._rebuild()
+            t0 = self._timer()
+            moved = self._catch_up(bloom)
+            if moved is None or self._due_for_rebuild(bloom):
+                return self._rebuild()
+            if not moved:
+                return current
+            return self._publish(self._timer() - t0)
 
     def latest(self) -> BloomSnapshot:
-        """The last built snapshot, building the first one if there is none yet."""
+        """The current snapshot, building the first one if there is none yet."""
         current = self.current
         if current is not None:
             return current
-        with self._build_lock:
+        with self._lock:
             current = self.current
-        return current if current is not None else self.rebuild()
+            return current if current is not None else self._rebuild()
+
+    def _rebuild(self) -> BloomSnapshot:
+        bloom, capacity, seconds = build_snapshot(self._storage, self.fp_rate, timer=self._timer)
+        self._bloom, self._capacity, self.stale = bloom, capacity, 0
+        self.full_builds += 1
+        data = bloom.to_bytes()
+        current = self.current
+        if current is not None and current.data == data:
+            return current  # the same bytes: keep the ETag readers hold
+        self._build = f"{self._process}-{next(self._builds)}"
+        return self._publish(seconds, data)
+
+    def _catch_up(self, bloom: BloomFilter) -> bool | None:
+        """Apply the feed after bloom.seq; whether the head moved, None if the feed cannot tell."""
+        start = after = bloom.seq
+        while True:
+            page = self._storage.changes(after, limit=_FEED_PAGE)
+            if after < page.oldest - 1 or start > page.head:
+                return None  # pruned past the filter's seq, or the store went back
+            labeled = [c.entity for c in page.changes if c.labeled]
+            for i in range(0, len(labeled), _CHUNK):
+                bloom.add_many(labeled[i:i + _CHUNK])
+            self.stale += sum(not c.labeled for c in page.changes)
+            if page.changes and page.changes[-1].seq < page.head:
+                after = page.changes[-1].seq
+                continue
+            if page.head == start:
+                return False
+            bloom.seq = page.head  # every record up to the head this page was read at is in
+            return True
+
+    def _due_for_rebuild(self, bloom: BloomFilter) -> bool:
+        if bloom.key_count > self._capacity:
+            return True  # past its design point: resize with headroom
+        return self.stale >= max(MIN_STALE, int(bloom.key_count * STALE_SHARE))
+
+    def _publish(self, seconds: float, data: bytes | None = None) -> BloomSnapshot:
+        bloom = self._bloom
+        assert bloom is not None
+        snapshot = BloomSnapshot(
+            data=bloom.to_bytes() if data is None else data,
+            seq=bloom.seq,
+            key_count=bloom.key_count,
+            capacity=self._capacity,
+            fp_rate=self.fp_rate,
+            build_seconds=seconds,
+            etag=f'"{self._build}.{bloom.seq}"',
+        )
+        self.current = snapshot
+        return snapshot

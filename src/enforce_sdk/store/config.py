@@ -48,6 +48,10 @@ class Role(enum.IntEnum):
 @dataclass(frozen=True, slots=True)
 class StorageSection:
     url: str = DEFAULT_STORAGE_URL
+    # Expired labels are not served; they are removed (audited, fed as `expire`) once
+    # this long past their expires_at, by a purge every purge_interval_seconds.
+    expired_grace_seconds: float = 24 * 3600.0
+    purge_interval_seconds: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +76,9 @@ class BloomSection:
     """The bloom snapshot the store serves (GET /v1/bloom)."""
 
     fp_rate: float = 0.01  # target false-positive rate at the sized key count
-    rebuild_interval_seconds: float = 60.0  # how often the snapshot is rebuilt
+    # How often the snapshot catches up with the change feed (rebuilt from scratch only
+    # when due, see store/bloom_snapshot); an unchanged store keeps its snapshot and ETag.
+    rebuild_interval_seconds: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,12 +224,21 @@ _type = show
 
 
 def _storage(v: _Validator, t: Mapping[str, Any]) -> StorageSection:
-    v.no_extra(t, {"url"}, "storage.")
+    d = StorageSection()
+    v.no_extra(t, {f for f in StorageSection.__dataclass_fields__}, "storage.")
     url = v.string(t, "url", "storage.url")
     if url is not None and "://" not in url and not url.startswith("sqlite:"):
         v.add("storage.url", f"must be a URL such as sqlite:///abs/path.db, got {url!r}")
         url = None
-    return StorageSection(url=url or DEFAULT_STORAGE_URL)
+    return StorageSection(
+        url=url or DEFAULT_STORAGE_URL,
+        expired_grace_seconds=v.number(t, "expired_grace_seconds",
+                                       "storage.expired_grace_seconds", d.expired_grace_seconds,
+                                       positive=False),
+        purge_interval_seconds=v.number(t, "purge_interval_seconds",
+                                        "storage.purge_interval_seconds",
+                                        d.purge_interval_seconds),
+    )
 
 
 def _limits(v: _Validator, t: Mapping[str, Any]) -> LimitsSection:

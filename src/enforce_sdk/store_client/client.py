@@ -11,13 +11,18 @@ for both faces: `_translate_errors` (httpx exceptions) and `decode_response`
     410 (feed position past retention)               -> FeedTooOldError
     any other status >= 400                          -> StoreResponseError
 
-Not thread-safe to close while in use; otherwise safe to share between threads
-(httpx.Client is).
+Safe to share between threads (httpx.Client is). `close()` may come from
+another thread while a change-feed long-poll is in flight: it shuts the
+poll's socket down, so the poll ends at once (raising StoreUnavailableError)
+instead of holding its thread until the store answers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import socket
+import threading
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -258,6 +263,37 @@ class RequestTimeout(Generic[_Http]):
         self._http.timeout = httpx.Timeout(value)
 
 
+class _FeedSockets:
+    """The sockets change-feed polls went out on, so `close()` can cut a long-poll short.
+
+    Learned through httpx's `trace` request extension: a new connection reports
+    its network stream, whose socket is kept (weakly) until it closes. A socket
+    closed from another thread does not wake a thread blocked reading it;
+    shutting it down does.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        if event not in ("connection.connect_tcp.complete",
+                         "connection.connect_unix_socket.complete"):
+            return
+        stream = info.get("return_value")
+        sock = None if stream is None else stream.get_extra_info("socket")
+        if isinstance(sock, socket.socket):
+            with self._lock:
+                self._sockets.add(sock)
+
+    def shut_down(self) -> None:
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
 class LabelStoreClient(RequestTimeout[httpx.Client]):
     """Synchronous client of one Label Store. Use as a context manager or call close()."""
 
@@ -282,6 +318,7 @@ class LabelStoreClient(RequestTimeout[httpx.Client]):
         # that drips its answer cannot hold a call past its timeout.
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout,
                                   transport=transport or DeadlineTransport())
+        self._feed_sockets = _FeedSockets()
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -293,13 +330,14 @@ class LabelStoreClient(RequestTimeout[httpx.Client]):
         body: dict[str, Any] | None = None,
         params: Mapping[str, str | int | float] | None = None,
         timeout: float | None = None,
+        extensions: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         content = None if body is None else _wire.encode(body, self._fmt)
         what = f"{method} {path}"
         seconds = self._timeout if timeout is None else timeout
         with _translate_errors(what), deadline(seconds):
             response = self._http.request(method, path, content=content, params=params,
-                                          timeout=seconds)
+                                          timeout=seconds, extensions=extensions)
         return decode_response(response, what)
 
     def _label_form(self, label: Label) -> dict[str, Any]:
@@ -388,7 +426,8 @@ class LabelStoreClient(RequestTimeout[httpx.Client]):
         params: dict[str, int | float] = {"after": after, "limit": limit}
         if wait > 0:
             params["wait"] = wait
-        body = self._call("GET", "/v1/changes", params=params, timeout=self._timeout + wait)
+        body = self._call("GET", "/v1/changes", params=params, timeout=self._timeout + wait,
+                          extensions={"trace": self._feed_sockets.trace})
         with _parsing("GET /v1/changes"):
             return parse_changes(body)
 
@@ -448,6 +487,8 @@ class LabelStoreClient(RequestTimeout[httpx.Client]):
     # -- lifecycle -------------------------------------------------------------------------
 
     def close(self) -> None:
+        """Close the connections; a change-feed poll in flight on another thread ends now."""
+        self._feed_sockets.shut_down()
         self._http.close()
 
     def __enter__(self) -> LabelStoreClient:

@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -187,5 +188,30 @@ def test_acknowledged_batches_survive_kill_9(db_path: Path) -> None:
         assert total >= len(wanted)
         page = storage.changes(0, limit=100_000)
         assert len(page.changes) == total and page.head == page.changes[-1].seq
+    finally:
+        storage.close()
+
+
+def test_a_schema_1_database_gains_the_expiry_index_on_open(db_path: Path) -> None:
+    ends = T0 + timedelta(hours=1)
+    storage = SQLiteStorage(db_path)
+    storage.apply([put(label("pin:1", expires_at=ends)), put(label("pin:2"))], actor=ACTOR,
+                  now=T0)
+    storage.close()
+    raw = sqlite3.connect(db_path, isolation_level=None)  # back to what schema 1 stored
+    raw.execute("DROP INDEX labels_expiry")
+    raw.execute("ALTER TABLE labels DROP COLUMN expires_us")
+    raw.execute("PRAGMA user_version = 1")
+    raw.close()
+
+    storage = SQLiteStorage(db_path)
+    try:
+        raw = sqlite3.connect(db_path)
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == _sqlite.SCHEMA_VERSION
+        assert raw.execute("SELECT entity, expires_us FROM labels ORDER BY entity").fetchall() == [
+            ("pin:1", _sqlite.micros(ends)), ("pin:2", None)]
+        raw.close()
+        assert storage.purge_expired(ends, now=ends) == 1
+        assert list(storage.iter_labeled_entities()) == ["pin:2"]
     finally:
         storage.close()

@@ -9,7 +9,8 @@ import pytest
 from enforce_sdk._errors import InvalidInputError, StorageError
 from enforce_sdk.model.label import Enforcement, Label
 from enforce_sdk.model.records import Action, LabelStatus, Outcome, StoredLabel
-from enforce_sdk.store import DeleteOp, LabelStorage, PutOp, WriteOp
+from enforce_sdk.store import DeleteOp, ExpireOp, LabelStorage, PutOp, WriteOp
+from enforce_sdk.store.storage.base import PURGE_ACTOR
 from tests.store.storage._labels import ACTOR, HUMAN, MODEL, MODEL2, T0, Clock, delete, label, put
 from tests.store.storage.conftest import StorageFactory
 
@@ -68,7 +69,7 @@ def test_every_label_field_round_trips(storage: LabelStorage) -> None:
         metadata={"ticket": "T-9", "n": 3, "score": 0.5, "flag": True, "none": None},
     )
     apply(storage, put(lbl))
-    [stored] = storage.get_many([lbl.entity])[lbl.entity]
+    [stored] = storage.get_many([lbl.entity], now=T0)[lbl.entity]
     got = stored.label
     assert got == lbl
     assert dict(got.metadata) == dict(lbl.metadata)
@@ -172,11 +173,89 @@ def test_get_many_returns_only_entities_with_labels(storage: LabelStorage) -> No
     )
 
 
-def test_expired_labels_are_still_stored_and_served(storage: LabelStorage) -> None:
-    lbl = label("pin:1", created_at=T0 - timedelta(days=10), expires_at=T0 - timedelta(days=1))
-    assert apply(storage, put(lbl), now=T0) == [W]
-    assert served(storage, "pin:1") == [lbl]
-    assert list(storage.iter_labeled_entities()) == ["pin:1"]
+def test_expired_labels_are_not_served_but_stay_stored_until_purged(
+    storage: LabelStorage,
+) -> None:
+    ends = T0 + timedelta(hours=1)
+    short = label("pin:1", created_at=T0, expires_at=ends)
+    lasting = label("pin:1", MODEL2, created_at=T0)
+    held = label("pin:2", created_at=T0, expires_at=ends)
+    assert apply(storage, put(short), put(lasting), put(held, pending=True)) == [W, W, P]
+
+    def read(now: datetime) -> dict[str, set[Label]]:
+        found = storage.get_many(["pin:1", "pin:2"], include_pending=True, now=now)
+        return {e: {s.label for s in stored} for e, stored in found.items()}
+
+    assert read(ends - timedelta(microseconds=1)) == {"pin:1": {short, lasting}, "pin:2": {held}}
+    assert read(ends) == {"pin:1": {lasting}}  # expired at expires_at itself
+    # Stored still: enumeration and counts include it until the purge.
+    assert sorted(storage.iter_labeled_entities()) == ["pin:1"]
+    assert storage.count_labels() == {LabelStatus.ACTIVE: 2, LabelStatus.PENDING: 1}
+    assert served(storage, "pin:9") == []  # the wall clock is the default `now`
+
+
+def test_purge_removes_expired_labels_with_audit_and_change_records(
+    storage: LabelStorage,
+) -> None:
+    ends = T0 + timedelta(hours=1)
+    gone_active = label("pin:1", created_at=T0, expires_at=ends)
+    gone_held = label("pin:1", MODEL2, created_at=T0, expires_at=ends)
+    lasting = label("pin:1", HUMAN, created_at=T0)
+    only = label("pin:2", created_at=T0, expires_at=ends)
+    in_grace = label("pin:3", created_at=T0, expires_at=ends + timedelta(days=1))
+    apply(storage, put(gone_active), put(gone_held, pending=True), put(lasting), put(only),
+          put(in_grace))
+    head = storage.head_seq()
+    purge_time = ends + timedelta(days=1, seconds=30)
+    # The purge takes labels expired by `before` (now minus the grace), not by `now`.
+    assert storage.purge_expired(ends, now=purge_time) == 2
+    new = storage.changes(head).changes  # the order of entities is not part of the contract
+    assert sorted((c.entity, c.source_key) for c in new) == [
+        ("pin:1", MODEL2.key), ("pin:1", MODEL.key), ("pin:2", MODEL.key)]
+    assert [c.seq for c in new] == list(range(head + 1, head + 4))
+    assert all(c.at == purge_time and c.action is Action.EXPIRE for c in new)
+    assert {c.entity: c.labeled for c in new} == {"pin:1": True, "pin:2": False}
+    expired = [e for e in storage.history("pin:1") if e.action is Action.EXPIRE]
+    assert {e.before for e in expired} == {gone_active, gone_held}
+    assert all(e.after is None and e.status is None and e.actor == PURGE_ACTOR for e in expired)
+    far = purge_time + timedelta(days=365)
+    assert storage.get_many(["pin:1", "pin:2", "pin:3"], include_pending=True, now=T0) == {
+        "pin:1": storage.get_many(["pin:1"], now=far)["pin:1"],
+        "pin:3": storage.get_many(["pin:3"], now=T0)["pin:3"],
+    }
+    assert served(storage, "pin:1") == [lasting]
+    assert storage.pending() == []
+    assert sorted(storage.iter_labeled_entities()) == ["pin:1", "pin:3"]
+    assert storage.count_labels() == {LabelStatus.ACTIVE: 2, LabelStatus.PENDING: 0}
+    # Nothing more to purge: no change at all.
+    assert storage.purge_expired(ends, now=purge_time) == 0
+    assert storage.head_seq() == head + 3
+
+
+def test_purge_is_atomic_per_entity_and_rechecks_each_label(storage: LabelStorage) -> None:
+    ends = T0 + timedelta(hours=1)
+    apply(storage, put(label("pin:1", created_at=T0, expires_at=ends)),
+          put(label("pin:1", MODEL2, created_at=T0, expires_at=ends)))
+    renewed = label("pin:1", created_at=T0, expires_at=ends + timedelta(days=30))
+    head = storage.head_seq()
+    # An expire op applied in order after a put that renewed one label: only the other goes,
+    # and both ops commit together.
+    assert apply(storage, put(renewed), ExpireOp("pin:1", ends)) == [W, D]
+    assert [(c.action, c.source_key) for c in storage.changes(head).changes] == [
+        (Action.PUT, MODEL.key), (Action.EXPIRE, MODEL2.key)]
+    assert apply(storage, ExpireOp("pin:1", ends), ExpireOp("pin:404", ends)) == [N, N]
+    assert storage.head_seq() == head + 2
+    assert [s.label for s in storage.get_many(["pin:1"], now=ends)["pin:1"]] == [renewed]
+
+
+def test_purge_spans_many_batches(storage: LabelStorage) -> None:
+    ends = T0 + timedelta(hours=1)
+    entities = [f"pin:{i}" for i in range(600)]
+    apply(storage, *(put(label(e, created_at=T0, expires_at=ends)) for e in entities),
+          put(label("pin:keep", created_at=T0)))
+    assert storage.purge_expired(ends, now=ends) == len(entities)
+    assert list(storage.iter_labeled_entities()) == ["pin:keep"]
+    assert storage.count_labels() == {LabelStatus.ACTIVE: 1, LabelStatus.PENDING: 0}
 
 
 # -- batches ----------------------------------------------------------------------------
@@ -556,3 +635,9 @@ def test_read_arguments_are_checked(storage: LabelStorage) -> None:
         storage.pending(limit=0)
     with pytest.raises(InvalidInputError, match="entities"):
         storage.get_many("pin:1")
+    with pytest.raises(InvalidInputError, match="now"):
+        storage.get_many(["pin:1"], now=datetime(2026, 1, 1))  # naive
+    with pytest.raises(InvalidInputError, match="before"):
+        storage.purge_expired(datetime(2026, 1, 1), now=T0)
+    with pytest.raises(InvalidInputError, match=r"ops\[0\]\.before"):
+        storage.apply([ExpireOp("pin:1", datetime(2026, 1, 1))], actor=ACTOR, now=T0)

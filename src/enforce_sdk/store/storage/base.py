@@ -10,6 +10,10 @@ Label status: `active` labels are served by reads; `pending` labels (an
 automated negative on a trusted entity, see the Label Checker) are stored and
 listed for review but not served.
 
+Expiry: reads (`get_many`) skip labels whose `expires_at` has passed; the store
+removes them later with `purge_expired` (an `ExpireOp` per entity: every
+removal audited and fed as `expire`, all of one entity's in one transaction).
+
 Records (StoredLabel, AuditEvent, ChangeRecord, ...) live in model/records: the SDK
 reads them too. The behaviour is pinned by tests/store/storage/, which every backend must pass.
 """
@@ -17,9 +21,9 @@ reads them too. The behaviour is pinned by tests/store/storage/, which every bac
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from ..._errors import InvalidInputError
 from ...model.label import Label
@@ -47,15 +51,22 @@ class DeleteOp:
     source_key: str
 
 
-WriteOp = PutOp | DeleteOp
+@dataclass(frozen=True, slots=True)
+class ExpireOp:
+    """Remove every label of `entity` (active or pending) that expired at or before `before`.
+
+    The store's purge: each removed label gets an `expire` audit event and change
+    record. Outcome `deleted` if it removed any, else `noop`. Not an API write.
+    """
+
+    entity: str
+    before: datetime
 
 
+WriteOp = PutOp | DeleteOp | ExpireOp
 
-
-
-
-
-
+PURGE_ACTOR = "store:expiry"  # the audit actor of the store's own purges
+_PURGE_BATCH = 256  # entities per apply batch of a purge
 
 
 class LabelStorage(abc.ABC):
@@ -82,16 +93,45 @@ class LabelStorage(abc.ABC):
         return self._apply(checked, actor=actor, now=now)
 
     def get_many(
-        self, entities: Iterable[str], *, include_pending: bool = False
+        self, entities: Iterable[str], *, include_pending: bool = False,
+        now: datetime | None = None,
     ) -> dict[str, list[StoredLabel]]:
-        """Labels of each entity that has any; entities without labels are absent."""
+        """Unexpired labels of each entity that has any; entities without them are absent.
+
+        A label whose `expires_at` is at or before `now` (default: the wall clock)
+        is not returned, though it stays stored until `purge_expired` removes it.
+        """
         if isinstance(entities, str | bytes):
             raise InvalidInputError("must be an iterable of entity keys, not one string",
                                     field="entities")
         keys = list(dict.fromkeys(entities))
         for key in keys:
             check_str(key, "entities")
-        return self._get_many(keys, include_pending=include_pending)
+        at = datetime.now(UTC) if now is None else check_aware(now, "now")
+        return without_expired(self._get_many(keys, include_pending=include_pending), at)
+
+    def purge_expired(self, before: datetime, *, now: datetime, actor: str = PURGE_ACTOR) -> int:
+        """Remove every label that expired at or before `before`; return how many entities lost one.
+
+        One `ExpireOp` per entity, a few hundred entities per atomic batch, so an
+        entity is never half purged. `now` is the time recorded on the audit events.
+        """
+        check_aware(before, "before")
+        purged = 0
+        batch: dict[str, None] = {}
+        for entity in self._expired_entities(before):
+            batch[entity] = None
+            if len(batch) >= _PURGE_BATCH:
+                purged += self._purge_batch(list(batch), before, actor, now)
+                batch = {}
+        if batch:
+            purged += self._purge_batch(list(batch), before, actor, now)
+        return purged
+
+    def _purge_batch(self, entities: list[str], before: datetime, actor: str,
+                     now: datetime) -> int:
+        outcomes = self.apply([ExpireOp(e, before) for e in entities], actor=actor, now=now)
+        return sum(o is Outcome.DELETED for o in outcomes)
 
     def history(
         self, entity: str, *, limit: int = 100, before_seq: int | None = None
@@ -154,6 +194,14 @@ class LabelStorage(abc.ABC):
         """pending() with checked arguments."""
 
     @abc.abstractmethod
+    def _expired_entities(self, before: datetime) -> Iterator[str]:
+        """Entities holding a label that expired at or before `before`, for purge_expired.
+
+        May repeat an entity or name one whose label changed since (the ExpireOp
+        re-checks); must not miss one that held such a label when it began.
+        """
+
+    @abc.abstractmethod
     def head_seq(self) -> int:
         """The newest committed sequence number (0 when nothing was ever written)."""
 
@@ -193,6 +241,18 @@ def check_aware(value: object, where: str) -> datetime:
     return value
 
 
+def without_expired(
+    found: Mapping[str, list[StoredLabel]], now: datetime
+) -> dict[str, list[StoredLabel]]:
+    """`found` without the labels expired at `now` (and without entities left with none)."""
+    out: dict[str, list[StoredLabel]] = {}
+    for entity, stored in found.items():
+        live = [s for s in stored if not s.label.is_expired(now)]
+        if live:
+            out[entity] = live
+    return out
+
+
 def check_ops(ops: Sequence[WriteOp]) -> list[WriteOp]:
     """Type-check every op before anything is written, so a bad batch stores nothing."""
     if isinstance(ops, str | bytes) or not isinstance(ops, Sequence):
@@ -209,7 +269,10 @@ def check_ops(ops: Sequence[WriteOp]) -> list[WriteOp]:
         elif isinstance(op, DeleteOp):
             check_str(op.entity, f"{where}.entity")
             check_str(op.source_key, f"{where}.source_key")
+        elif isinstance(op, ExpireOp):
+            check_str(op.entity, f"{where}.entity")
+            check_aware(op.before, f"{where}.before")
         else:
-            raise InvalidInputError(f"must be a PutOp or DeleteOp, got {type(op).__name__}",
-                                    field=where)
+            raise InvalidInputError(
+                f"must be a PutOp, DeleteOp or ExpireOp, got {type(op).__name__}", field=where)
     return list(ops)

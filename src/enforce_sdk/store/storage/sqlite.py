@@ -40,6 +40,7 @@ from .sqlite_schema import (
     decode_label,
     meta_value,
     micros,
+    migrate_v1,
     time_of,
     translate,
 )
@@ -114,6 +115,9 @@ class SQLiteStorage(LabelStorage):
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif version == 1:
+                migrate_v1(conn)
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             elif version != SCHEMA_VERSION:
                 raise StorageError(
@@ -293,6 +297,24 @@ class SQLiteStorage(LabelStorage):
                 return
             last = page[-1]
 
+    def _expired_entities(self, before: datetime) -> Iterator[str]:
+        # Paged by (expires_us, entity) through the expiry index, one short read
+        # transaction per page, like iter_labeled_entities.
+        cutoff = micros(before)
+        last: tuple[int, str] = (-(1 << 62), "")
+        while True:
+            with self._reading("expired_entities") as conn:
+                page = conn.execute(
+                    "SELECT expires_us, entity FROM labels INDEXED BY labels_expiry "
+                    "WHERE expires_us <= ? AND (expires_us, entity) > (?, ?) "
+                    "ORDER BY expires_us, entity LIMIT ?",
+                    (cutoff, *last, _ITER_PAGE),
+                ).fetchall()
+            yield from (entity for _, entity in page)
+            if len(page) < _ITER_PAGE:
+                return
+            last = page[-1]
+
     def count_labels(self) -> dict[LabelStatus, int]:
         with self._reading("count_labels") as conn:
             return {
@@ -314,23 +336,3 @@ class SQLiteStorage(LabelStorage):
 
     def __repr__(self) -> str:
         return f"SQLiteStorage({self._path!r})"
-
-
-
-
-# -- helpers -------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-

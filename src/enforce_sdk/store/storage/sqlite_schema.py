@@ -13,9 +13,9 @@ import msgpack
 from ..._errors import StorageError
 from ...model.label import Enforcement, Label, Source
 from ...model.records import Action, LabelStatus, Outcome
-from .base import DeleteOp, PutOp, WriteOp
+from .base import DeleteOp, ExpireOp, PutOp, WriteOp
 
-SCHEMA_VERSION = 1  # PRAGMA user_version of a database this module created
+SCHEMA_VERSION = 2  # PRAGMA user_version of a database this module created (1: no expires_us)
 
 
 BODY_VERSION = 1  # first element of every stored label body
@@ -43,9 +43,11 @@ CREATE TABLE labels (
     status INTEGER NOT NULL,
     seq INTEGER NOT NULL,
     body BLOB NOT NULL,
+    expires_us INTEGER,
     PRIMARY KEY (entity, source_key)
 ) WITHOUT ROWID;
 CREATE INDEX labels_pending ON labels (entity, source_key) WHERE status = 1;
+CREATE INDEX labels_expiry ON labels (expires_us, entity) WHERE expires_us IS NOT NULL;
 CREATE TABLE audit (
     entity TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -69,6 +71,23 @@ CREATE TABLE changes (
 """
 
 
+def migrate_v1(conn: sqlite3.Connection) -> None:
+    """Schema 1 -> 2, inside the caller's write transaction: the expiry column and its index."""
+    conn.execute("ALTER TABLE labels ADD COLUMN expires_us INTEGER")
+    rows = conn.execute("SELECT entity, source_key, body FROM labels").fetchall()
+    updates = []
+    for entity, source_key, body in rows:
+        expires = decode_label(entity, source_key, body).expires_at
+        if expires is not None:
+            updates.append((micros(expires), entity, source_key))
+    conn.executemany(
+        "UPDATE labels SET expires_us = ? WHERE entity = ? AND source_key = ?", updates
+    )
+    conn.execute(
+        "CREATE INDEX labels_expiry ON labels (expires_us, entity) WHERE expires_us IS NOT NULL"
+    )
+
+
 class WriteBatch:
     """One `apply` batch inside an open write transaction."""
 
@@ -80,7 +99,12 @@ class WriteBatch:
         self._counts = {ACTIVE: meta_value(conn, "active"), PENDING: meta_value(conn, "pending")}
 
     def run(self, ops: Sequence[WriteOp]) -> list[Outcome]:
-        outcomes = [self._put(op) if isinstance(op, PutOp) else self._delete(op) for op in ops]
+        outcomes = [
+            self._put(op) if isinstance(op, PutOp)
+            else self._delete(op) if isinstance(op, DeleteOp)
+            else self._expire(op)
+            for op in ops
+        ]
         self._conn.executemany(
             "UPDATE meta SET value = ? WHERE key = ?",
             [(self._seq, "head"), (self._counts[ACTIVE], "active"),
@@ -106,11 +130,13 @@ class WriteBatch:
         ):
             return Outcome.NOOP
         self._seq += 1
+        expires = None if label.expires_at is None else micros(label.expires_at)
         self._conn.execute(
-            "INSERT INTO labels (entity, source_key, status, seq, body) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (entity, source_key) DO UPDATE "
-            "SET status = excluded.status, seq = excluded.seq, body = excluded.body",
-            (entity, source_key, status, self._seq, body),
+            "INSERT INTO labels (entity, source_key, status, seq, body, expires_us) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (entity, source_key) DO UPDATE "
+            "SET status = excluded.status, seq = excluded.seq, body = excluded.body, "
+            "expires_us = excluded.expires_us",
+            (entity, source_key, status, self._seq, body, expires),
         )
         if stored is not None:
             self._counts[stored[0]] -= 1
@@ -146,6 +172,21 @@ class WriteBatch:
         self._counts[stored[0]] -= 1
         self._record(op.entity, op.source_key, Action.DELETE, stored[1], None, None)
         return Outcome.DELETED
+
+    def _expire(self, op: ExpireOp) -> Outcome:
+        rows = self._conn.execute(
+            "SELECT source_key, status, body FROM labels WHERE entity = ? AND expires_us <= ? "
+            "ORDER BY source_key",
+            (op.entity, micros(op.before)),
+        ).fetchall()
+        for source_key, status, body in rows:
+            self._seq += 1
+            self._conn.execute(
+                "DELETE FROM labels WHERE entity = ? AND source_key = ?", (op.entity, source_key)
+            )
+            self._counts[status] -= 1
+            self._record(op.entity, source_key, Action.EXPIRE, body, None, None)
+        return Outcome.DELETED if rows else Outcome.NOOP
 
     def _record(
         self,

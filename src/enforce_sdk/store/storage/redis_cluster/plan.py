@@ -27,7 +27,7 @@ from typing import Any
 from ...._errors import InvalidInputError, StorageError
 from ....model.label import Enforcement, Label, Source, format_time, parse_time
 from ....model.records import Action, AuditEvent, ChangeRecord, LabelStatus, Outcome, StoredLabel
-from ..base import PutOp, WriteOp
+from ..base import DeleteOp, PutOp, WriteOp
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -252,6 +252,16 @@ def plan_batch(
                         ep.del_rows.add(other)
                         record(entity, other, Action.DISMISS, row, None, None)
             plan.outcomes.append(Outcome.WRITTEN if active else Outcome.PENDING)
+        elif not isinstance(op, DeleteOp):  # ExpireOp: every expired label, by source key
+            ep = entity_plan(op.entity)
+            expired = sorted(s for s, row in state[op.entity].items()
+                             if row.label.is_expired(op.before))
+            for source in expired:
+                row = state[op.entity].pop(source)
+                ep.set_rows.pop(source, None)
+                ep.del_rows.add(source)
+                record(op.entity, source, Action.EXPIRE, row, None, None)
+            plan.outcomes.append(Outcome.DELETED if expired else Outcome.NOOP)
         else:
             ep = entity_plan(op.entity)
             before = state[op.entity].get(op.source_key)
@@ -264,14 +274,6 @@ def plan_batch(
             record(op.entity, op.source_key, Action.DELETE, before, None, None)
             plan.outcomes.append(Outcome.DELETED)
     return plan
-
-
-
-
-
-
-
-
 
 
 def micros(value: datetime) -> int:

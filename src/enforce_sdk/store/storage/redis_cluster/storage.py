@@ -54,6 +54,7 @@ from ....model.records import AuditEvent, ChangePage, LabelStatus, Outcome, Stor
 from ..base import LabelStorage, PutOp, WriteOp, check_int
 from . import lua
 from .conn import ClusterTransport, Command, NotReplicatedError
+from .expiry import expired_entities
 from .plan import (
     BatchPlan,
     EntityPlan,
@@ -514,6 +515,12 @@ class RedisClusterStorage(LabelStorage):
             except redis.RedisError as exc:
                 raise StorageError(f"iter_labeled_entities: scan failed: {exc}") from exc
 
+    def _expired_entities(self, before: datetime) -> Iterator[str]:
+        """By SCAN of each master's entity hashes (expiry.py), after rolling batches forward."""
+        self.recover()
+        return expired_entities(self._io.primaries(), f"{self.namespace}:e:{{",
+                                self._read_entities, before)
+
     def count_labels(self) -> dict[LabelStatus, int]:
         (reply,) = self._run([(self._k_cnt, ("HGETALL", self._k_cnt))], "count_labels")
         counts = {k.decode(): int(v) for k, v in pairs(reply)}
@@ -529,12 +536,6 @@ class RedisClusterStorage(LabelStorage):
 
     def __repr__(self) -> str:
         return f"RedisClusterStorage(namespace={self.namespace!r})"
-
-
-
-
-
-
 
 
 def open_redis_cluster(url: str) -> LabelStorage:
