@@ -6,7 +6,8 @@
     │   ├── LabelValidationError   a label field that fails the schema
     │   ├── SelectorSyntaxError    a selector that does not parse (with position)
     │   ├── ConfigError            a config document that fails validation
-    │   └── UnknownSurfaceError    a surface the applied config does not define
+    │   ├── UnknownSurfaceError    a surface the applied config does not define
+    │   └── WriteKeyReusedError    an idempotency key sent again with another request
     ├── StoreError                 talking to the Label Store service failed
     │   ├── StoreUnavailableError  transport failure or timeout
     │   └── StoreResponseError     the store answered with an error status
@@ -71,6 +72,10 @@ class UnknownSurfaceError(InvalidInputError, KeyError):
 
     def __str__(self) -> str:  # KeyError would repr() the message otherwise
         return self.problem if self.field is None else f"{self.field}: {self.problem}"
+
+
+class WriteKeyReusedError(InvalidInputError):
+    """An idempotency key already names a different write of the same writer."""
 
 
 class StoreError(EnforceError):

@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from enforce_sdk.model.label import Source, SourceType
 from enforce_sdk.model.records import LabelStatus
 from enforce_sdk.store import SQLiteStorage
 from enforce_sdk.store.storage import sqlite as _sqlite
+from enforce_sdk.store.storage.base import WriteKey
 from tests.store.storage._labels import ACTOR, T0, label, put
 
 
@@ -112,6 +114,26 @@ def test_files_that_are_not_label_stores_are_refused(tmp_path: Path) -> None:
 
     with pytest.raises(StorageError):
         SQLiteStorage(tmp_path / "missing-dir" / "labels.db")
+
+
+def test_a_version_1_database_is_upgraded_in_place_and_keeps_its_labels(tmp_path: Path) -> None:
+    """Stores made before idempotency keys (schema 1) gain the write_keys table on open."""
+    path = tmp_path / "v1.db"
+    raw = sqlite3.connect(path)
+    raw.executescript(_sqlite.SCHEMA + "PRAGMA user_version = 1;")
+    raw.close()
+    storage = SQLiteStorage(path)
+    try:
+        storage.apply([put(label("pin:1"))], actor=ACTOR, now=T0)
+        key = WriteKey("w\x00k", "fp", T0 + timedelta(days=1))
+        first = storage.apply_once([put(label("pin:2"))], actor=ACTOR, now=T0, key=key)
+        again = storage.apply_once([put(label("pin:2"))], actor=ACTOR, now=T0, key=key)
+        assert (first.replayed, again.replayed, again.seq) == (False, True, 2)
+    finally:
+        storage.close()
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == _sqlite.SCHEMA_VERSION == 2
+    raw.close()
 
 
 @pytest.mark.parametrize("path", ["", ":memory:", "file:x.db?mode=memory"])

@@ -15,7 +15,7 @@ from ...model.label import Enforcement, Label, Source
 from ...model.records import Action, LabelStatus, Outcome
 from .base import DeleteOp, PutOp, WriteOp
 
-SCHEMA_VERSION = 1  # PRAGMA user_version of a database this module created
+SCHEMA_VERSION = 2  # PRAGMA user_version of a database this module created
 
 
 BODY_VERSION = 1  # first element of every stored label body
@@ -68,6 +68,22 @@ CREATE TABLE changes (
 );
 """
 
+# Statements that bring a database of version N to N + 1; a new database runs
+# SCHEMA (version 1) and then every migration. write_keys holds the outcome of
+# each keyed write (apply_once) until it expires, committed with the batch.
+MIGRATIONS: dict[int, str] = {
+    1: """
+CREATE TABLE write_keys (
+    key TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    outcomes TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    expires_us INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX write_keys_expiry ON write_keys (expires_us);
+""",
+}
+
 
 class WriteBatch:
     """One `apply` batch inside an open write transaction."""
@@ -78,6 +94,11 @@ class WriteBatch:
         self._at_us = at_us
         self._seq = meta_value(conn, "head")
         self._counts = {ACTIVE: meta_value(conn, "active"), PENDING: meta_value(conn, "pending")}
+
+    @property
+    def seq(self) -> int:
+        """The newest sequence number, with this batch's changes so far."""
+        return self._seq
 
     def run(self, ops: Sequence[WriteOp]) -> list[Outcome]:
         outcomes = [self._put(op) if isinstance(op, PutOp) else self._delete(op) for op in ops]
