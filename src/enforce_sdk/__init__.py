@@ -29,6 +29,7 @@ from ._errors import (
     StoreResponseError,
     StoreUnavailableError,
     UnknownSurfaceError,
+    WriteOutcomeUnknownError,
 )
 from .client.async_client import AsyncEnforcementClient
 from .client.client import EnforcementClient
@@ -114,6 +115,7 @@ __all__ = [
     "StoreUnavailableError",
     "SurfaceConfig",
     "UnknownSurfaceError",
+    "WriteOutcomeUnknownError",
     "ZooKeeperConfigSource",
     "ZooKeeperConfigStore",
     "__version__",

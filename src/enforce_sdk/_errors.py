@@ -10,6 +10,7 @@
     │   └── WriteKeyReusedError    an idempotency key sent again with another request
     ├── StoreError                 talking to the Label Store service failed
     │   ├── StoreUnavailableError  transport failure or timeout
+    │   │   └── WriteOutcomeUnknownError  a keyed write's retries ran out: applied or not
     │   └── StoreResponseError     the store answered with an error status
     │       ├── AuthError          401 / 403
     │       └── FeedTooOldError    410: the change feed no longer holds S
@@ -84,6 +85,18 @@ class StoreError(EnforceError):
 
 class StoreUnavailableError(StoreError):
     """The store could not be reached or did not answer in time."""
+
+
+class WriteOutcomeUnknownError(StoreUnavailableError):
+    """A write's every attempt failed without an answer saying what it did.
+
+    It was applied at most once (the attempts shared `idempotency_key`): send it
+    again with the same key, within the store's retention, to learn its outcome.
+    """
+
+    def __init__(self, message: str, *, idempotency_key: str) -> None:
+        self.idempotency_key = idempotency_key
+        super().__init__(message)
 
 
 class StoreResponseError(StoreError):

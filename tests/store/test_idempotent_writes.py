@@ -19,10 +19,13 @@ from typing import Any
 import httpx
 import pytest
 
+from enforce_sdk import Enforcement, Label, Source, SourceType
 from enforce_sdk._errors import StorageError
+from enforce_sdk.model.records import Outcome
 from enforce_sdk.store import SQLiteStorage, StoreConfig
 from enforce_sdk.store.server import ThreadedStoreServer, start_in_thread
 from enforce_sdk.store.storage.base import AppliedBatch, WriteKey, WriteOp
+from enforce_sdk.store_client.client import LabelStoreClient
 from tests.helpers import wait_until
 
 WRITER, OTHER = "writer-token-1", "writer-token-2"
@@ -189,3 +192,29 @@ def test_a_malformed_key_is_refused_with_400(server: ThreadedStoreServer, bad: s
     assert got.json()["field"] == "Idempotency-Key"
     assert changes(server) == []
 
+
+# -- the producer client: keys and re-sends, end to end --------------------------------------
+
+MODEL_LABELS = [Label(f"pin:{i}", Source("spam_model", SourceType.AUTOMATED, "v1"),
+                      Enforcement.BLOCK, "spam", datetime(2026, 1, 1).astimezone())
+                for i in range(3)]
+
+
+def test_the_client_resends_after_a_503_and_reports_what_the_first_attempt_did(
+        server: ThreadedStoreServer, storage: FaultyStorage) -> None:
+    storage.fail_after_apply = True
+    with LabelStoreClient(server.url, token=WRITER, sleep=lambda s: None) as client:
+        results = client.put(MODEL_LABELS)
+    assert [(r.outcome, r.replayed) for r in results] == [(Outcome.WRITTEN, True)] * 3
+    assert [c[0] for c in changes(server)] == [1, 2, 3]  # stored once
+
+
+def test_the_client_resends_after_a_timeout_and_the_batch_is_stored_once(
+        server: ThreadedStoreServer, storage: FaultyStorage) -> None:
+    hold = storage.hold = threading.Event()
+    # The first attempt is held in storage until the client, having timed out, backs off.
+    with LabelStoreClient(server.url, token=WRITER, timeout=0.5,
+                          sleep=lambda s: hold.set()) as client:
+        results = client.put(MODEL_LABELS)
+    assert [(r.outcome, r.replayed) for r in results] == [(Outcome.WRITTEN, True)] * 3
+    assert [c[0] for c in changes(server)] == [1, 2, 3]

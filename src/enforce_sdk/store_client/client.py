@@ -1,7 +1,11 @@
 """LabelStoreClient: a synchronous client of the Label Store v1 HTTP API (httpx).
 
 Producers write with it (put / delete / retract_many); the SDK reads with it
-(get_many / changes). Response parsing lives in module-level functions so an
+(get_many / changes). Every write request carries an `Idempotency-Key` (one per
+batch) and is retried with the same key on a transport failure, a timeout or
+a 408/409/5xx answer: the store applies a batch at most once and answers a
+retry with the first attempt's outcome (`WriteResult.replayed`). When every
+attempt failed, WriteOutcomeUnknownError names the key to retry with later. Response parsing lives in module-level functions so an
 async face (store_client/async_client) can share it; errors are translated in one place
 for both faces: `_translate_errors` (httpx exceptions) and `decode_response`
 (error statuses), each re-raised `from` the httpx error:
@@ -18,7 +22,9 @@ Not thread-safe to close while in use; otherwise safe to share between threads
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
@@ -30,8 +36,10 @@ from .._errors import (
     AuthError,
     FeedTooOldError,
     InvalidInputError,
+    StoreError,
     StoreResponseError,
     StoreUnavailableError,
+    WriteOutcomeUnknownError,
 )
 from ..model import wire as _wire
 from ..model.label import Label, Source, parse_time
@@ -40,15 +48,24 @@ from ..native.bloom import BloomFilter
 
 DEFAULT_MAX_BATCH_KEYS = 1000
 DEFAULT_MAX_BATCH_LABELS = 1000
+# Answers after which a keyed write is sent again with its key: the request did not
+# arrive whole (408), its first attempt is still being applied (409), or the store
+# failed, possibly after applying it (5xx). The key makes every re-send safe.
+RETRY_WRITE_STATUSES = frozenset({408, 409, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
-    """What the store did with one label write or retraction."""
+    """What the store did with one label write or retraction.
+
+    `replayed`: the answer came from an earlier attempt of the same batch whose
+    answer was lost (the outcome is what that attempt did; nothing was re-applied).
+    """
 
     entity: str
     source: str  # source key system/type/name
     outcome: Outcome
+    replayed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,8 +206,9 @@ def parse_history(body: Mapping[str, Any]) -> HistoryPage:
     return HistoryPage(events, body["next_before"])
 
 
-def parse_results(body: Mapping[str, Any]) -> list[WriteResult]:
-    return [WriteResult(r["entity"], r["source"], Outcome(r["outcome"])) for r in body["results"]]
+def parse_results(body: Mapping[str, Any], replayed: bool = False) -> list[WriteResult]:
+    return [WriteResult(r["entity"], r["source"], Outcome(r["outcome"]), replayed)
+            for r in body["results"]]
 
 
 def decode_response(response: httpx.Response, what: str) -> dict[str, Any]:
@@ -206,6 +224,10 @@ def decode_response(response: httpx.Response, what: str) -> dict[str, Any]:
     except InvalidInputError as exc:
         raise StoreResponseError(response.status_code,
                                  f"{what}: unreadable response: {exc}") from exc
+
+
+def _nth_key(key: str | None, index: int) -> str | None:
+    return key if key is None or index == 0 else f"{key}.{index}"
 
 
 def entity_path(prefix: str, entity: str) -> str:
@@ -270,10 +292,18 @@ class LabelStoreClient(RequestTimeout[httpx.Client]):
         transport: httpx.BaseTransport | None = None,
         max_batch_keys: int = DEFAULT_MAX_BATCH_KEYS,
         max_batch_labels: int = DEFAULT_MAX_BATCH_LABELS,
+        write_retries: int = 3,
+        retry_backoff: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.url, self._fmt, headers = connection_settings(url, token, wire, max_batch_keys)
         if max_batch_labels < 1:
             raise InvalidInputError("must be >= 1", field="max_batch_labels")
+        if write_retries < 0:
+            raise InvalidInputError("must be >= 0", field="write_retries")
+        self.write_retries = write_retries  # re-sends of a write batch, with its key
+        self.retry_backoff = retry_backoff  # seconds before the first re-send, doubled each time
+        self._sleep = sleep
         self._timeout = timeout
         self.max_batch_keys = max_batch_keys
         self.max_batch_labels = max_batch_labels
@@ -290,49 +320,103 @@ class LabelStoreClient(RequestTimeout[httpx.Client]):
         body: dict[str, Any] | None = None,
         params: Mapping[str, str | int | float] | None = None,
         timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
+        return self._send(method, path, body=body, params=params, timeout=timeout,
+                          headers=headers)[0]
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        params: Mapping[str, str | int | float] | None = None,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[dict[str, Any], httpx.Headers]:
         content = None if body is None else _wire.encode(body, self._fmt)
         what = f"{method} {path}"
         with _translate_errors(what):
             response = self._http.request(
-                method, path, content=content, params=params,
+                method, path, content=content, params=params, headers=headers,
                 timeout=self._timeout if timeout is None else timeout,
             )
-        return decode_response(response, what)
+        return decode_response(response, what), response.headers
+
+    def _write(
+        self,
+        method: str,
+        path: str,
+        key: str | None,
+        *,
+        body: dict[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """Send one write batch under an idempotency key (a new one if None), re-sending it
+        with that key on failures that leave its outcome open; (answer, replayed)."""
+        key = key or uuid.uuid4().hex
+        what = f"{method} {path}"
+        for attempt in range(self.write_retries + 1):
+            if attempt:
+                self._sleep(min(self.retry_backoff * 2 ** (attempt - 1), 10.0))
+            try:
+                answer, headers = self._send(method, path, body=body, params=params,
+                                             headers={"Idempotency-Key": key})
+                return answer, headers.get("idempotent-replayed") == "true"
+            except StoreResponseError as exc:
+                if exc.status not in RETRY_WRITE_STATUSES:
+                    raise  # refused: nothing was stored
+                last: StoreError = exc
+            except StoreUnavailableError as exc:
+                last = exc
+        raise WriteOutcomeUnknownError(
+            f"{what}: no answer after {self.write_retries + 1} attempts (last: {last}); the "
+            f"batch was applied at most once: send it again with idempotency_key={key!r} to "
+            "learn its outcome", idempotency_key=key) from last
 
     def _label_form(self, label: Label) -> dict[str, Any]:
         return label.to_wire() if self._fmt == "msgpack" else label.to_dict()
 
     # -- writes ----------------------------------------------------------------------------
 
-    def put(self, labels: Label | Iterable[Label]) -> list[WriteResult]:
-        """Write labels; batches of `max_batch_labels` are each all-or-nothing."""
+    def put(self, labels: Label | Iterable[Label], *,
+            idempotency_key: str | None = None) -> list[WriteResult]:
+        """Write labels; batches of `max_batch_labels` are each all-or-nothing, applied at
+        most once (see the module doc). `idempotency_key`: the key of a batch sent before
+        (WriteOutcomeUnknownError names it); batch i after the first gets `<key>.<i>`."""
         batch: list[Label] = [labels] if isinstance(labels, Label) else list(labels)
         results: list[WriteResult] = []
-        for start in range(0, len(batch), self.max_batch_labels):
+        for i, start in enumerate(range(0, len(batch), self.max_batch_labels)):
             chunk = batch[start:start + self.max_batch_labels]
-            body = self._call("POST", "/v1/labels",
-                              body={"labels": [self._label_form(lb) for lb in chunk]})
+            body, replayed = self._write(
+                "POST", "/v1/labels", _nth_key(idempotency_key, i),
+                body={"labels": [self._label_form(lb) for lb in chunk]})
             with _parsing("POST /v1/labels"):
-                results.extend(parse_results(body))
+                results.extend(parse_results(body, replayed))
         return results
 
-    def delete(self, entity: str, source: Source | str) -> Outcome:
+    def delete(self, entity: str, source: Source | str, *,
+               idempotency_key: str | None = None) -> Outcome:
         """Retract one source's label on an entity: DELETED or NOT_FOUND."""
         key = source.key if isinstance(source, Source) else source
-        body = self._call("DELETE", entity_path("/v1/labels/", entity), params={"source": key})
+        body, _ = self._write("DELETE", entity_path("/v1/labels/", entity), idempotency_key,
+                              params={"source": key})
         with _parsing("DELETE /v1/labels"):
             return Outcome(body["outcome"])
 
-    def retract_many(self, pairs: Iterable[tuple[str, Source | str]]) -> list[WriteResult]:
-        """Retract (entity, source) pairs; batches of `max_batch_labels` are all-or-nothing."""
+    def retract_many(self, pairs: Iterable[tuple[str, Source | str]], *,
+                     idempotency_key: str | None = None) -> list[WriteResult]:
+        """Retract (entity, source) pairs; batches of `max_batch_labels` are all-or-nothing,
+        applied at most once (keys as in `put`)."""
         items = [{"entity": e, "source": s.key if isinstance(s, Source) else s} for e, s in pairs]
         results: list[WriteResult] = []
-        for start in range(0, len(items), self.max_batch_labels):
-            body = self._call("POST", "/v1/labels/retract",
-                              body={"retract": items[start:start + self.max_batch_labels]})
+        for i, start in enumerate(range(0, len(items), self.max_batch_labels)):
+            body, replayed = self._write(
+                "POST", "/v1/labels/retract", _nth_key(idempotency_key, i),
+                body={"retract": items[start:start + self.max_batch_labels]})
             with _parsing("POST /v1/labels/retract"):
-                results.extend(parse_results(body))
+                results.extend(parse_results(body, replayed))
         return results
 
     # -- reads -----------------------------------------------------------------------------
