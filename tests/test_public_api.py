@@ -23,7 +23,7 @@ EXPECTED = {
     "SelectorSyntaxError", "ConfigError", "UnknownSurfaceError", "StoreError",
     "StoreUnavailableError", "StoreResponseError", "AuthError", "FeedTooOldError",
     "StorageError", "ConfigSourceError", "ConfigConflictError", "ConfigPermissionError",
-    "NativeError", "SnapshotError",
+    "NativeError", "SnapshotError", "WriteOutcomeUnknownError",
     "__version__",
 }
 

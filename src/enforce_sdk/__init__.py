@@ -31,6 +31,7 @@ from ._errors import (
     StoreResponseError,
     StoreUnavailableError,
     UnknownSurfaceError,
+    WriteOutcomeUnknownError,
 )
 from .client.client import EnforcementClient
 from .client.stats import Stats
@@ -117,6 +118,7 @@ __all__ = [
     "StoreUnavailableError",
     "SurfaceConfig",
     "UnknownSurfaceError",
+    "WriteOutcomeUnknownError",
     "ZooKeeperConfigSource",
     "ZooKeeperConfigStore",
     "__version__",

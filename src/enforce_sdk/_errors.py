@@ -6,9 +6,11 @@
     │   ├── LabelValidationError   a label field that fails the schema
     │   ├── SelectorSyntaxError    a selector that does not parse (with position)
     │   ├── ConfigError            a config document that fails validation
-    │   └── UnknownSurfaceError    a surface the applied config does not define
+    │   ├── UnknownSurfaceError    a surface the applied config does not define
+    │   └── WriteKeyReusedError    an idempotency key sent again with another request
     ├── StoreError                 talking to the Label Store service failed
     │   ├── StoreUnavailableError  transport failure or timeout
+    │   │   └── WriteOutcomeUnknownError  a keyed write's retries ran out: applied or not
     │   └── StoreResponseError     the store answered with an error status
     │       ├── AuthError          401 / 403
     │       └── FeedTooOldError    410: the change feed no longer holds S
@@ -73,12 +75,28 @@ class UnknownSurfaceError(InvalidInputError, KeyError):
         return self.problem if self.field is None else f"{self.field}: {self.problem}"
 
 
+class WriteKeyReusedError(InvalidInputError):
+    """An idempotency key already names a different write of the same writer."""
+
+
 class StoreError(EnforceError):
     """A call to the Label Store service failed."""
 
 
 class StoreUnavailableError(StoreError):
     """The store could not be reached or did not answer in time."""
+
+
+class WriteOutcomeUnknownError(StoreUnavailableError):
+    """A write's every attempt failed without an answer saying what it did.
+
+    It was applied at most once (the attempts shared `idempotency_key`): send it
+    again with the same key, within the store's retention, to learn its outcome.
+    """
+
+    def __init__(self, message: str, *, idempotency_key: str) -> None:
+        self.idempotency_key = idempotency_key
+        super().__init__(message)
 
 
 class StoreResponseError(StoreError):

@@ -20,6 +20,7 @@ from enforce_sdk.demo.sample import sample_labels
 @dataclass
 class _Result:
     outcome: str
+    replayed: bool = False
 
 
 class FakeSink:
@@ -29,17 +30,29 @@ class FakeSink:
         self.stored: dict[tuple[str, str], Label] = {}
         self.calls = 0
         self.fail_at: dict[int, Exception] = {}  # call number -> error to raise
+        self.lose_answer_at: dict[int, Exception] = {}  # call -> error raised *after* applying
+        self.keys: list[str | None] = []  # the idempotency key of every call
+        self.outcomes: dict[str, list[str]] = {}  # key -> first outcome, as the store keeps it
 
-    def put(self, labels: Sequence[Label]) -> list[_Result]:
+    def put(self, labels: Sequence[Label], *,
+            idempotency_key: str | None = None) -> list[_Result]:
         self.calls += 1
+        self.keys.append(idempotency_key)
         error = self.fail_at.pop(self.calls, None)
         if error is not None:
             raise error
+        if idempotency_key in self.outcomes:
+            return [_Result(o, replayed=True) for o in self.outcomes[idempotency_key]]
         out = []
         for label in labels:
             same = self.stored.get(label.key) == label
             self.stored[label.key] = label
             out.append(_Result("noop" if same else "written"))
+        if idempotency_key is not None:
+            self.outcomes[idempotency_key] = [r.outcome for r in out]
+        lost = self.lose_answer_at.pop(self.calls, None)
+        if lost is not None:
+            raise lost
         return out
 
 
@@ -216,3 +229,40 @@ def test_an_import_line_with_a_schema_that_is_not_the_integer_1_is_refused(schem
     line = dict(sample_labels(1, seed=3).__next__().to_dict(), schema=schema)
     with pytest.raises(InvalidInputError, match="unsupported schema version"):
         parse_label(Record(1, json.dumps(line).encode()))
+
+
+def test_every_chunk_has_its_own_key_and_a_retry_resends_it() -> None:
+    sink = FakeSink()
+    sink.fail_at[2] = StoreUnavailableError("down")
+    LabelImporter(sink, chunk_size=50, retries=1, sleep=lambda s: None).run(
+        read_records(_stream(_jsonl(LABELS))), input_name="x")
+    first, failed, retry = sink.keys
+    assert first is not None and failed is not None and first != failed
+    assert retry == failed  # the re-send of chunk 1 carries chunk 1's key
+
+
+def test_a_lost_answer_is_reported_as_what_the_first_attempt_did() -> None:
+    sink = FakeSink()
+    sink.lose_answer_at[1] = StoreResponseError(503, {"message": "applied, then failed"})
+    summary = LabelImporter(sink, chunk_size=50, retries=2, sleep=lambda s: None).run(
+        read_records(_stream(_jsonl(LABELS))), input_name="x")
+    # Without the key the re-send would count the first chunk's 50 labels as no-ops.
+    assert (summary.written, summary.noop, summary.recovered) == (95, 0, 1)
+    assert "recovered:      1 chunks" in format_summary(summary, input_name="x")
+
+
+def test_resume_resends_an_unanswered_chunk_with_its_key(tmp_path: Path) -> None:
+    data = _jsonl(LABELS)
+    sink = FakeSink()
+    sink.lose_answer_at[3] = StoreUnavailableError("timed out")
+    checkpoint = CheckpointFile(tmp_path / "cp.json")
+    with pytest.raises(StoreUnavailableError):
+        LabelImporter(sink, chunk_size=10, retries=0).run(
+            read_records(_stream(data)), input_name="x", checkpoint_file=checkpoint)
+    state = checkpoint.load()
+    assert state is not None and "applied at most once" in (state.summary.stopped or "")
+    unanswered = sink.keys[-1]
+    summary = LabelImporter(sink, chunk_size=10).run(
+        read_records(_stream(data)), input_name="x", checkpoint_file=checkpoint, resume=True)
+    assert sink.keys[3] == unanswered  # chunk 2 again, under the key it was first sent with
+    assert (summary.written, summary.noop, summary.recovered) == (95, 0, 1)

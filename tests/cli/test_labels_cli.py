@@ -176,11 +176,11 @@ def test_import_resume_after_interruption(store_server: StoreServerProcess,
     calls = {"n": 0}
     real_put = RealClient.put
 
-    def flaky_put(self: RealClient, labels: object) -> object:
+    def flaky_put(self: RealClient, labels: object, **kwargs: object) -> object:
         calls["n"] += 1
         if calls["n"] > 3:
             raise StoreUnavailableError("connection refused (simulated)")
-        return real_put(self, labels)  # type: ignore[arg-type]
+        return real_put(self, labels, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(RealClient, "put", flaky_put)
     first = invoke(store_server, "labels", "import", str(source), "--chunk-size", "50",

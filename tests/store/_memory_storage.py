@@ -22,17 +22,20 @@ from enforce_sdk.model.records import (
     StoredLabel,
 )
 from enforce_sdk.store import DeleteOp, ExpireOp, LabelStorage, PutOp, WriteOp
+from enforce_sdk.store.storage.base import AppliedBatch, WriteKey, recorded_outcome
 
 
 class _State:
     """The data of one store; every handle on it shares this."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.labels: dict[tuple[str, str], StoredLabel] = {}
         self.audit: list[AuditEvent] = []
         self.feed: list[ChangeRecord] = []
         self.head = 0
+        # idempotency records: key -> (fingerprint, outcomes, seq, expires_at)
+        self.write_keys: dict[str, tuple[str, list[str], int, datetime]] = {}
 
 
 class MemoryStorage(LabelStorage):
@@ -57,6 +60,26 @@ class MemoryStorage(LabelStorage):
         self._s.audit.append(AuditEvent(self._s.head, entity, source, action, actor, now, before, after,
                                       status))
         return self._s.head
+
+    def _apply_once(self, ops: list[WriteOp], *, actor: str, now: datetime,
+                    key: WriteKey) -> AppliedBatch:
+        self._check()
+        with self._s.lock:  # re-entrant: the record is kept in the same critical section
+            found = self._s.write_keys.get(key.key)
+            if found is not None and found[3] > now:
+                return recorded_outcome(key, found[0], found[1], found[2])
+            outcomes = self._apply(ops, actor=actor, now=now)
+            self._s.write_keys[key.key] = (key.fingerprint, [o.value for o in outcomes],
+                                           self._s.head, key.expires_at)
+            return AppliedBatch(outcomes, self._s.head)
+
+    def _prune_write_keys(self, now: datetime) -> int:
+        self._check()
+        with self._s.lock:
+            gone = [k for k, v in self._s.write_keys.items() if v[3] <= now]
+            for k in gone:
+                del self._s.write_keys[k]
+            return len(gone)
 
     def _apply(self, ops: list[WriteOp], *, actor: str, now: datetime) -> list[Outcome]:
         self._check()

@@ -28,6 +28,10 @@ def test_defaults_without_a_file() -> None:
     assert config.feed.retention_seconds == 604800
     assert config.storage.expired_grace_seconds == 86400
     assert config.tokens == ()
+    assert (config.http.max_header_bytes, config.http.max_header_count) == (16384, 100)
+    assert (config.http.header_timeout_seconds, config.http.body_timeout_seconds) == (10, 30)
+    assert config.http.keep_alive_seconds == 5
+    assert config.idempotency.retention_seconds == 86400
 
 
 def test_full_document_loads(tmp_path: Path) -> None:
@@ -90,6 +94,13 @@ token = "plain-dev-token"
         ({"feed": {"retention_seconds": 0}}, "feed.retention_seconds", "> 0"),
         ({"feed": {"retention_seconds": float("nan")}}, "feed.retention_seconds", "finite"),
         ({"feed": []}, "feed", "table"),
+        ({"http": {"max_header_bytes": 100}}, "http.max_header_bytes", "1024..1048576"),
+        ({"http": {"max_header_count": 0}}, "http.max_header_count", "8..10000"),
+        ({"http": {"header_timeout_seconds": 0}}, "http.header_timeout_seconds", "> 0"),
+        ({"http": {"body_timeout_seconds": "30"}}, "http.body_timeout_seconds", "finite"),
+        ({"http": {"keep_alive_seconds": 0.5}}, "http.keep_alive_seconds", "integer"),
+        ({"http": {"bogus": 1}}, "http.bogus", "unknown key"),
+        ({"idempotency": {"retention_seconds": -1}}, "idempotency.retention_seconds", "> 0"),
         ({"storage": {"url": 5}}, "storage.url", "string"),
         ({"storage": {"url": "labels.db"}}, "storage.url", "URL"),
         ({"storage": {"expired_grace_seconds": -1}}, "storage.expired_grace_seconds", ">= 0"),

@@ -21,6 +21,7 @@ from enforce_sdk import (
     SourceType,
     StoreResponseError,
     StoreUnavailableError,
+    WriteOutcomeUnknownError,
 )
 from enforce_sdk.model.records import Action, Outcome
 from enforce_sdk.model.wire import decode, encode
@@ -227,3 +228,76 @@ def test_bad_client_arguments_are_rejected_up_front(kwargs: dict[str, Any], fiel
     with pytest.raises(InvalidInputError) as info:
         LabelStoreClient(args.pop("url"), **args)
     assert info.value.field == field
+
+
+# -- writes are keyed and re-sent safely ------------------------------------------------------
+
+
+def _written(request: httpx.Request, replayed: bool = False) -> httpx.Response:
+    body = decode(request.content, "msgpack")
+    results = [{"entity": d["entity"], "source": "spam_model/automated/v1", "outcome": "written"}
+               for d in body["labels"]]
+    response = answer({"results": results, "head": 3})
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def test_a_write_is_resent_with_its_key_after_a_503_and_a_timeout() -> None:
+    keys: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        keys.append(request.headers["idempotency-key"])
+        if len(keys) == 1:
+            return answer({"error": "storage_unavailable", "message": "down"}, 503)
+        if len(keys) == 2:
+            raise httpx.ReadTimeout("no answer", request=request)
+        return _written(request, replayed=True)
+
+    slept: list[float] = []
+    with client(handler, sleep=slept.append) as c:
+        [result] = c.put(LABEL)
+    assert len(set(keys)) == 1 and len(keys) == 3
+    assert (result.outcome, result.replayed) == (Outcome.WRITTEN, True)
+    assert slept == [0.5, 1.0]
+
+
+def test_each_batch_gets_its_own_key_and_a_given_key_is_used() -> None:
+    keys: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        keys.append(request.headers["idempotency-key"])
+        return _written(request)
+
+    with client(handler, max_batch_labels=1) as c:
+        c.put([LABEL, LABEL])
+        c.put([LABEL, LABEL], idempotency_key="batch-7")
+    assert keys[0] != keys[1]
+    assert keys[2:] == ["batch-7", "batch-7.1"]
+
+
+def test_a_refusal_is_not_resent() -> None:
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return answer({"error": "invalid_label", "message": "bad"}, 422)
+
+    with client(handler, sleep=lambda s: None) as c, pytest.raises(StoreResponseError):
+        c.put(LABEL)
+    assert len(calls) == 1
+
+
+def test_when_every_attempt_fails_the_error_names_the_key_to_retry_with() -> None:
+    keys: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        keys.append(request.headers["idempotency-key"])
+        raise httpx.ConnectError("refused", request=request)
+
+    with (client(handler, write_retries=2, sleep=lambda s: None) as c,
+          pytest.raises(WriteOutcomeUnknownError) as err):
+        c.retract_many([("pin:1", "spam_model/automated/v1")])
+    assert len(keys) == 3 and err.value.idempotency_key == keys[0]
+    assert isinstance(err.value, StoreUnavailableError)  # callers that catch that still do
+    assert "at most once" in str(err.value)

@@ -4,8 +4,14 @@ The unit of work is the *chunk*: `chunk_size` consecutive records of the input.
 A chunk is one `POST /v1/labels`, which the store applies all-or-nothing, so a
 chunk is either entirely stored or entirely absent, whatever happens.
 
-- Idempotent: the store treats an identical label as a no-op, so sending a
-  chunk twice (a retry, a re-run) changes nothing.
+- Applied at most once: each chunk is sent with an idempotency key made of
+  the import's run id (kept in the checkpoint) and the chunk's number. A
+  chunk whose answer was lost (timeout, dropped connection, 503 after the
+  store applied it) is re-sent with the same key, and the store answers what
+  the first attempt did instead of applying it again, so the counts report
+  what really happened (`recovered` counts such chunks). If every attempt
+  fails, the import stops; `--resume` re-sends that chunk with the same key
+  (within the store's `[idempotency] retention_seconds`) and learns its fate.
 - Rejections: if any record of a chunk fails validation (here, before sending,
   or in the store), the whole chunk is rejected and reported with every reason
   found; the import goes on with the next chunk, or stops there with `strict`.
@@ -26,6 +32,7 @@ import json
 import os
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,7 +47,7 @@ CHECKPOINT_KIND = "enforce-sdk-import-checkpoint"
 CHECKPOINT_VERSION = 1
 MAX_REPORTED_REJECTIONS = 100  # kept in the checkpoint and summary; counts stay exact
 MAX_REASONS_PER_CHUNK = 20
-_RETRY_STATUSES = frozenset({500, 502, 503, 504})
+_RETRY_STATUSES = frozenset({408, 409, 500, 502, 503, 504})  # outcome open: re-send, same key
 _REJECT_STATUSES = frozenset({400, 413, 422})
 
 
@@ -52,9 +59,13 @@ class WriteResultLike(Protocol):
 
 
 class LabelSink(Protocol):
-    """Where chunks go: `LabelStoreClient` in production, a fake in unit tests."""
+    """Where chunks go: `LabelStoreClient` in production, a fake in unit tests.
 
-    def put(self, labels: Sequence[Label]) -> Sequence[WriteResultLike]: ...
+    A result may carry `replayed` (true: an earlier attempt applied the chunk).
+    """
+
+    def put(self, labels: Sequence[Label], *,
+            idempotency_key: str | None = None) -> Sequence[WriteResultLike]: ...
 
 
 
@@ -81,6 +92,7 @@ class ImportSummary:
     pending: int = 0
     rejected: int = 0
     rejected_chunks: int = 0
+    recovered: int = 0  # chunks applied by an attempt whose answer was lost, learnt by a retry
     rejections: list[Rejection] = field(default_factory=list)
     resumed_after: int = 0  # records skipped because the checkpoint had them
     complete: bool = False
@@ -139,6 +151,11 @@ class Checkpoint:
     chunks_done: int = 0
     sha256: str = hashlib.sha256().hexdigest()
     summary: ImportSummary = field(default_factory=ImportSummary)
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # prefix of chunk keys
+
+    def chunk_key(self, index: int) -> str:
+        """The idempotency key of chunk `index` of this import (the same on a resume)."""
+        return f"import-{self.run_id}-{index}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -150,6 +167,7 @@ class Checkpoint:
             "chunks_done": self.chunks_done,
             "sha256": self.sha256,
             "summary": self.summary.to_dict(),
+            "run_id": self.run_id,
         }
 
     @classmethod
@@ -166,6 +184,7 @@ class Checkpoint:
                 chunks_done=int(data["chunks_done"]),
                 sha256=str(data["sha256"]),
                 summary=ImportSummary.from_dict(data["summary"]),
+                run_id=str(data.get("run_id") or uuid.uuid4().hex),  # none before keys existed
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ImportAbortedError(f"{path} is a damaged checkpoint: {exc}",
@@ -257,9 +276,12 @@ class LabelImporter:
         for chunk in chunked(iterator, self.chunk_size):
             index = state.chunks_done
             try:
-                rejection = self._send(chunk, index, summary)
+                rejection = self._send(chunk, index, summary, state.chunk_key(index))
             except StoreError as exc:
-                summary.stopped = f"{type(exc).__name__}: {exc}"
+                summary.stopped = f"chunk {index}: {type(exc).__name__}: {exc}"
+                if isinstance(exc, StoreUnavailableError):
+                    summary.stopped += (" (applied at most once; --resume re-sends it with "
+                                        "the same key and learns what it did)")
                 self._save(checkpoint_file, state)
                 raise
             if rejection is not None and self.strict:
@@ -304,7 +326,8 @@ class LabelImporter:
         if self.on_chunk is not None and skipped:
             self.on_chunk(skipped, skipped_bytes)
 
-    def _send(self, chunk: list[Record], index: int, summary: ImportSummary) -> Rejection | None:
+    def _send(self, chunk: list[Record], index: int, summary: ImportSummary,
+              key: str) -> Rejection | None:
         """Store one chunk and count its outcomes; or say why it was rejected."""
         labels: list[Label] = []
         reasons: list[str] = []
@@ -321,7 +344,7 @@ class LabelImporter:
         if reasons:
             return _rejection(chunk, index, reasons)
         try:
-            results = self._put_with_retries(labels)
+            results = self._put_with_retries(labels, key)
         except StoreResponseError as exc:
             if exc.status not in _REJECT_STATUSES:
                 raise
@@ -335,6 +358,8 @@ class LabelImporter:
                 ) from exc
             reasons.append(_store_reason(exc, chunk))
             return _rejection(chunk, index, reasons)
+        if any(getattr(result, "replayed", False) for result in results):
+            summary.recovered += 1
         for result in results:
             outcome = str(getattr(result.outcome, "value", result.outcome))
             if outcome == "written":
@@ -345,18 +370,18 @@ class LabelImporter:
                 summary.noop += 1
         return None
 
-    def _put_with_retries(self, labels: list[Label]) -> Sequence[WriteResultLike]:
+    def _put_with_retries(self, labels: list[Label], key: str) -> Sequence[WriteResultLike]:
         attempt = 0
         while True:
             try:
-                return self.sink.put(labels)
+                return self.sink.put(labels, idempotency_key=key)
             except StoreUnavailableError:
                 if attempt >= self.retries:
                     raise
             except StoreResponseError as exc:
                 if exc.status not in _RETRY_STATUSES or attempt >= self.retries:
                     raise
-            # Re-sending is safe: the store turns an identical label into a no-op.
+            # Re-sending is safe: with the same key the store applies the chunk at most once.
             self.sleep(min(self.backoff * (2**attempt), 10.0))
             attempt += 1
 
@@ -399,6 +424,9 @@ def format_summary(summary: ImportSummary, *, input_name: str, max_reasons: int 
         f"  pending review: {summary.pending}",
         f"  rejected:       {summary.rejected} in {summary.rejected_chunks} chunks",
     ]
+    if summary.recovered:
+        lines.append(f"  recovered:      {summary.recovered} chunks applied by an attempt whose "
+                     "answer was lost (counted once, as that attempt applied them)")
     shown = 0
     for rejection in summary.rejections:
         lines.append(f"    chunk {rejection.chunk} (records at {rejection.first}..{rejection.last}, "

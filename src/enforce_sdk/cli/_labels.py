@@ -291,7 +291,8 @@ def _input_size(stream: BinaryIO) -> int | None:
               "the input).")
 @click.option("--strict", is_flag=True, help="Stop at the first rejected chunk (exit 1).")
 @click.option("--retries", type=click.IntRange(0, 20), default=3, show_default=True,
-              help="Re-sends of a chunk when the store is unreachable or answers 5xx.")
+              help="Re-sends of a chunk (same idempotency key) when the store is unreachable, "
+              "times out or answers 408/409/5xx.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr [default: only when stderr is a terminal].")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -302,7 +303,9 @@ def import_labels(input_path: str, fmt: str, chunk_size: int | None,
                   token: str | None, timeout: float) -> None:
     """Import labels from INPUT (a file, or - for stdin) in all-or-nothing chunks.
 
-    Identical labels are no-ops, so re-running an import is safe. A chunk with
+    Each chunk is applied at most once: a chunk whose answer was lost is re-sent
+    with the same idempotency key and its first outcome reported. Identical
+    labels are no-ops, so re-running an import is safe. A chunk with
     an invalid label is rejected whole and reported with its reasons; the
     import goes on (or stops, with --strict). Exit 0 if everything was stored,
     1 if some chunk was rejected, 2 on usage or connection errors.
@@ -351,7 +354,9 @@ def _run_import(stream: BinaryIO, input_format: InputFormat | None, name: str, s
         bar.update(nbytes if total is not None else records)
 
     # One request per chunk, whatever the client's default batch size, so a chunk is atomic.
-    with bar, _client(url, token, timeout, max_batch_labels=max(size, 1)) as client:
+    # The importer re-sends a chunk itself (--retries, with the chunk's key): no client retries.
+    with bar, _client(url, token, timeout, max_batch_labels=max(size, 1),
+                      write_retries=0) as client:
         importer = LabelImporter(
             client, chunk_size=size, strict=strict, retries=retries,
             on_chunk=advance,

@@ -29,13 +29,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .._errors import StorageError
+from .._errors import StorageError, WriteKeyReusedError
 from ..model.label import Source
-from ..model.records import AuditEvent, ChangePage, LabelStatus, Outcome, StoredLabel
+from ..model.records import AuditEvent, ChangePage, LabelStatus, StoredLabel
 from .bloom_snapshot import BloomSnapshot, BloomSnapshots
 from .checker import LabelChecker, LabelRejectedError
 from .config import Role, StoreConfig, TokenEntry
 from .head_watcher import HeadWatcher
+from .idempotency import REPLAYED_HEADER, InFlightKeys, write_key
 from .requests import (
     Caller,
     Problem,
@@ -54,7 +55,7 @@ from .requests import (
     storage_error_response,
     wait_param,
 )
-from .storage.base import DeleteOp, LabelStorage, WriteOp
+from .storage.base import AppliedBatch, DeleteOp, LabelStorage, WriteKey, WriteOp
 
 log = logging.getLogger(__name__)
 
@@ -83,23 +84,46 @@ class LabelStoreService:
                             "[\"*\"]): list the sources it writes to bind it", token.name)
         self.watcher = HeadWatcher(self._read_head, config.feed.poll_interval_seconds)
         self.bloom = BloomSnapshots(storage, config.bloom.fp_rate)
+        self._in_flight = InFlightKeys()
 
     async def _read_head(self) -> int:
         return await run_in_threadpool(self.storage.head_seq)
 
     # -- request plumbing ------------------------------------------------------------------
 
-    async def _apply(self, ops: list[WriteOp], caller: Caller) -> tuple[list[Outcome], int]:
-        def work() -> tuple[list[Outcome], int]:
-            outcomes = self.storage.apply(ops, actor=caller.name, now=self.clock())
-            return outcomes, self.storage.head_seq()
+    def _write_key(self, request: Request, caller: Caller,
+                   body: Mapping[str, Any] | None) -> WriteKey | None:
+        return write_key(request, caller.name, body, now=self.clock(),
+                         retention_seconds=self.config.idempotency.retention_seconds)
 
-        outcomes, head = await run_in_threadpool(work)
-        self.watcher.advance(head)
-        counts = Counter(o.value for o in outcomes)
-        log.info("write batch actor=%s ops=%d %s head=%d", caller.name, len(ops),
-                 " ".join(f"{k}={v}" for k, v in sorted(counts.items())), head)
-        return outcomes, head
+    async def _apply(self, ops: list[WriteOp], caller: Caller,
+                     key: WriteKey | None = None) -> AppliedBatch:
+        """Apply a batch; with an idempotency key, at most once (a retry replays)."""
+        def work() -> AppliedBatch:
+            now = self.clock()
+            if key is not None:
+                return self.storage.apply_once(ops, actor=caller.name, now=now, key=key)
+            outcomes = self.storage.apply(ops, actor=caller.name, now=now)
+            return AppliedBatch(outcomes, self.storage.head_seq())
+
+        with self._in_flight.hold(key):
+            try:
+                applied = await run_in_threadpool(work)
+            except WriteKeyReusedError as exc:
+                raise Problem(422, "idempotency_key_reused", exc.problem, field=exc.field) from exc
+        self.watcher.advance(applied.seq)
+        counts = Counter(o.value for o in applied.outcomes)
+        log.info("write batch actor=%s ops=%d %s head=%d%s", caller.name, len(ops),
+                 " ".join(f"{k}={v}" for k, v in sorted(counts.items())), applied.seq,
+                 " (replayed: applied before)" if applied.replayed else "")
+        return applied
+
+    @staticmethod
+    def _written(request: Request, payload: dict[str, Any], applied: AppliedBatch) -> Response:
+        response = respond(request, payload)
+        if applied.replayed:
+            response.headers[REPLAYED_HEADER] = "true"
+        return response
 
     # -- endpoints -------------------------------------------------------------------------
 
@@ -175,12 +199,12 @@ class LabelStoreService:
             raise Problem(status, code, str(exc), field=exc.field, index=exc.index) from exc
         for i, op in enumerate(ops):  # before anything is written: a refused batch stores nothing
             caller.check_source(op.label.source, i)
-        outcomes, head = await self._apply(list(ops), caller)
+        applied = await self._apply(list(ops), caller, self._write_key(request, caller, body))
         results = [
             {"entity": op.label.entity, "source": op.label.source.key, "outcome": outcome.value}
-            for op, outcome in zip(ops, outcomes, strict=True)
+            for op, outcome in zip(ops, applied.outcomes, strict=True)
         ]
-        return respond(request, {"results": results, "head": head})
+        return self._written(request, {"results": results, "head": applied.seq}, applied)
 
     async def delete_label(self, request: Request) -> Response:
         caller = authenticate(self._tokens, request, Role.WRITER)
@@ -191,8 +215,10 @@ class LabelStoreService:
                            "query parameter 'source' (system/type/name) is required", field="source")
         source = source_key_param(raw_source)
         caller.check_source(Source.from_key(source))
-        outcomes, head = await self._apply([DeleteOp(entity, source)], caller)
-        return respond(request, {"outcome": outcomes[0].value, "head": head})
+        applied = await self._apply([DeleteOp(entity, source)], caller,
+                                    self._write_key(request, caller, None))
+        return self._written(request, {"outcome": applied.outcomes[0].value,
+                                       "head": applied.seq}, applied)
 
     async def retract(self, request: Request) -> Response:
         caller = authenticate(self._tokens, request, Role.WRITER)
@@ -216,12 +242,12 @@ class LabelStoreService:
             source = source_key_param(item.get("source"), "source", i)
             caller.check_source(Source.from_key(source), i)
             ops.append(DeleteOp(entity_param(raw_entity, "entity", i), source))
-        outcomes, head = await self._apply(ops, caller)
+        applied = await self._apply(ops, caller, self._write_key(request, caller, body))
         results = []
-        for op, outcome in zip(ops, outcomes, strict=True):
+        for op, outcome in zip(ops, applied.outcomes, strict=True):
             assert isinstance(op, DeleteOp)
             results.append({"entity": op.entity, "source": op.source_key, "outcome": outcome.value})
-        return respond(request, {"results": results, "head": head})
+        return self._written(request, {"results": results, "head": applied.seq}, applied)
 
     async def history(self, request: Request) -> Response:
         authenticate(self._tokens, request, Role.READER)
@@ -342,11 +368,16 @@ class LabelStoreService:
             await asyncio.sleep(self.config.bloom.rebuild_interval_seconds)
 
     async def prune_once(self) -> int:
-        """Drop change records older than the feed retention; return how many."""
-        cutoff = self.clock() - timedelta(seconds=self.config.feed.retention_seconds)
+        """Drop change records older than the feed retention, and expired idempotency
+        records; return how many change records."""
+        now = self.clock()
+        cutoff = now - timedelta(seconds=self.config.feed.retention_seconds)
         dropped = await run_in_threadpool(self.storage.prune_changes, cutoff)
         if dropped:
             log.info("pruned %d change records older than %s", dropped, cutoff.isoformat())
+        keys = await run_in_threadpool(self.storage.prune_write_keys, now)
+        if keys:
+            log.info("pruned %d expired idempotency records", keys)
         return dropped
 
     async def purge_expired_once(self) -> int:

@@ -65,6 +65,24 @@ class LimitsSection:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpSection:
+    """The HTTP/1.1 edge, enforced by store/http_guard before a request reaches the app."""
+
+    max_header_bytes: int = 16 * 1024  # request line and header fields together (431)
+    max_header_count: int = 100  # header fields in one request (431)
+    header_timeout_seconds: float = 10.0  # from the first byte (or connect) to the end of the head (408)
+    body_timeout_seconds: float = 30.0  # from the end of the head to the end of the body (408)
+    keep_alive_seconds: int = 5  # an idle connection between requests is closed after this
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencySection:
+    """Idempotency keys of writes: how long a write's outcome is kept for its retries."""
+
+    retention_seconds: float = 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
 class FeedSection:
     retention_seconds: float = 7 * 24 * 3600
     prune_interval_seconds: float = 60.0  # how often change records past retention are dropped
@@ -135,6 +153,8 @@ class StoreConfig:
     checker: CheckerSection = CheckerSection()
     tokens: tuple[TokenEntry, ...] = ()
     bloom: BloomSection = BloomSection()
+    http: HttpSection = HttpSection()
+    idempotency: IdempotencySection = IdempotencySection()
 
     @classmethod
     def load(cls, path: str | Path | None) -> StoreConfig:
@@ -160,16 +180,19 @@ class StoreConfig:
         v = _Validator()
         if not isinstance(data, Mapping):
             raise ConfigError(f"must be a table, got {type(data).__name__}", field="config")
-        v.no_extra(data, {"storage", "limits", "feed", "checker", "tokens", "bloom"}, "")
+        v.no_extra(data, {"storage", "limits", "feed", "checker", "tokens", "bloom", "http",
+                          "idempotency"}, "")
         storage = _storage(v, v.table(data, "storage", "storage"))
         limits = _limits(v, v.table(data, "limits", "limits"))
         feed = _feed(v, v.table(data, "feed", "feed"))
         checker = _checker(v, v.table(data, "checker", "checker"))
         tokens = _tokens(v, data.get("tokens", []))
         bloom = _bloom(v, v.table(data, "bloom", "bloom"))
+        http = _http(v, v.table(data, "http", "http"))
+        idempotency = _idempotency(v, v.table(data, "idempotency", "idempotency"))
         v.raise_if_any()
         return cls(storage=storage, limits=limits, feed=feed, checker=checker, tokens=tokens,
-                   bloom=bloom)
+                   bloom=bloom, http=http, idempotency=idempotency)
 
 
 def hash_token(token: str) -> str:
@@ -287,6 +310,32 @@ def _bloom(v: _Validator, t: Mapping[str, Any]) -> BloomSection:
         rebuild_interval_seconds=v.number(t, "rebuild_interval_seconds",
                                           "bloom.rebuild_interval_seconds",
                                           d.rebuild_interval_seconds),
+    )
+
+
+def _http(v: _Validator, t: Mapping[str, Any]) -> HttpSection:
+    d = HttpSection()
+    v.no_extra(t, {f for f in HttpSection.__dataclass_fields__}, "http.")
+    return HttpSection(
+        max_header_bytes=v.integer(t, "max_header_bytes", "http.max_header_bytes",
+                                   d.max_header_bytes, lo=1024, hi=1024 * 1024),
+        max_header_count=v.integer(t, "max_header_count", "http.max_header_count",
+                                   d.max_header_count, lo=8, hi=10_000),
+        header_timeout_seconds=v.number(t, "header_timeout_seconds",
+                                        "http.header_timeout_seconds", d.header_timeout_seconds),
+        body_timeout_seconds=v.number(t, "body_timeout_seconds", "http.body_timeout_seconds",
+                                      d.body_timeout_seconds),
+        keep_alive_seconds=v.integer(t, "keep_alive_seconds", "http.keep_alive_seconds",
+                                     d.keep_alive_seconds, lo=1, hi=3600),
+    )
+
+
+def _idempotency(v: _Validator, t: Mapping[str, Any]) -> IdempotencySection:
+    d = IdempotencySection()
+    v.no_extra(t, {f for f in IdempotencySection.__dataclass_fields__}, "idempotency.")
+    return IdempotencySection(
+        retention_seconds=v.number(t, "retention_seconds", "idempotency.retention_seconds",
+                                   d.retention_seconds),
     )
 
 

@@ -86,7 +86,11 @@ def http_exception_response(request: Request, exc: Exception) -> Response:
 
 def storage_error_response(request: Request, exc: Exception) -> Response:
     log.error("storage failed on %s %s: %s", request.method, request.url.path, exc)
-    problem = Problem(503, "storage_unavailable", f"the storage backend failed: {exc}")
+    message = f"the storage backend failed: {exc}"
+    if request.method in ("POST", "DELETE") and request.url.path != "/v1/labels/query":
+        message += ("; the write may have been applied before the failure: retry it with the "
+                    "same Idempotency-Key to learn what it did")
+    problem = Problem(503, "storage_unavailable", message)
     return problem_response(request, problem)
 
 

@@ -5,6 +5,8 @@ long-polling feed readers at once (they answer with what they have), lets
 in-flight requests finish, then closes the storage. Once listening it prints
 `enforce-sdk store listening on http://HOST:PORT` (port 0 picks a free port;
 the line names the real one), which scripts and test fixtures wait for.
+Connections are served by store/http_guard: header limits, read timeouts and
+framing rules, and no query strings in the access log.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import uvicorn
 from .._errors import EnforceError, StorageError
 from .app import LabelStoreService, create_app
 from .config import StoreConfig
+from .http_guard import protocol_class, scrub_access_log
 from .storage.backends import open_storage
 from .storage.base import LabelStorage
 
@@ -91,7 +94,13 @@ def _build(
         log_level=log_level,
         timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_SECONDS,
         server_header=False,
+        # h11 with the edge's limits and timeouts (store/http_guard), never uvicorn's
+        # "auto" choice: installing httptools must not swap in a protocol without them.
+        http=protocol_class(config.http),
+        h11_max_incomplete_event_size=config.http.max_header_bytes,
+        timeout_keep_alive=config.http.keep_alive_seconds,
     )
+    scrub_access_log()  # after uvicorn.Config, which (re)configures its loggers
     return _StoreServer(uv_config, app.state.service, announce)
 
 

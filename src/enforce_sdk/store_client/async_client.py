@@ -23,13 +23,13 @@ from ..model import wire as _wire
 from ..model.label import Label
 from .client import (
     DEFAULT_MAX_BATCH_KEYS,
-    RequestTimeout,
     _parsing,
     _translate_errors,
     connection_settings,
     decode_response,
     parse_query,
 )
+from .deadline import RequestTimeout
 
 QUERY_PATH = "/v1/labels/query"
 

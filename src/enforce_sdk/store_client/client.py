@@ -1,9 +1,14 @@
 """LabelStoreClient: a synchronous client of the Label Store v1 HTTP API (httpx).
 
 Producers write with it (put / delete / retract_many); the SDK reads with it
-(get_many / changes). Response parsing lives in module-level functions so an
-async face (store_client/async_client) can share it; errors are translated in one place
-for both faces: `_translate_errors` (httpx exceptions) and `decode_response`
+(get_many / changes). Every write request carries an `Idempotency-Key` (one per
+batch) and is retried with the same key on a transport failure, a timeout or
+a 408/409/5xx answer: the store applies a batch at most once and answers a
+retry with the first attempt's outcome (`WriteResult.replayed`). When every
+attempt failed, WriteOutcomeUnknownError names the key to retry with later.
+Every request is bounded whole by its timeout (store_client/deadline). Response
+parsing lives in module-level functions so an async face (store_client/async_client)
+can share it; errors are translated in one place for both faces: `_translate_errors` (httpx exceptions) and `decode_response`
 (error statuses), each re-raised `from` the httpx error:
 
     httpx.TransportError (connect, read, timeout...) -> StoreUnavailableError
@@ -20,13 +25,12 @@ instead of holding its thread until the store answers.
 from __future__ import annotations
 
 import contextlib
-import socket
-import threading
-import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
@@ -35,26 +39,38 @@ from .._errors import (
     AuthError,
     FeedTooOldError,
     InvalidInputError,
+    StoreError,
     StoreResponseError,
     StoreUnavailableError,
+    WriteOutcomeUnknownError,
 )
 from ..model import wire as _wire
 from ..model.label import Label, Source, parse_time
 from ..model.records import Action, AuditEvent, ChangeRecord, LabelStatus, Outcome, StoredLabel
 from ..native.bloom import BloomFilter
-from .deadline import DeadlineTransport, deadline
+from .deadline import DeadlineTransport, RequestTimeout, deadline
+from .feed_sockets import FeedSockets
 
 DEFAULT_MAX_BATCH_KEYS = 1000
 DEFAULT_MAX_BATCH_LABELS = 1000
+# Answers after which a keyed write is sent again with its key: the request did not
+# arrive whole (408), its first attempt is still being applied (409), or the store
+# failed, possibly after applying it (5xx). The key makes every re-send safe.
+RETRY_WRITE_STATUSES = frozenset({408, 409, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
-    """What the store did with one label write or retraction."""
+    """What the store did with one label write or retraction.
+
+    `replayed`: the answer came from an earlier attempt of the same batch whose
+    answer was lost (the outcome is what that attempt did; nothing was re-applied).
+    """
 
     entity: str
     source: str  # source key system/type/name
     outcome: Outcome
+    replayed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,8 +211,9 @@ def parse_history(body: Mapping[str, Any]) -> HistoryPage:
     return HistoryPage(events, body["next_before"])
 
 
-def parse_results(body: Mapping[str, Any]) -> list[WriteResult]:
-    return [WriteResult(r["entity"], r["source"], Outcome(r["outcome"])) for r in body["results"]]
+def parse_results(body: Mapping[str, Any], replayed: bool = False) -> list[WriteResult]:
+    return [WriteResult(r["entity"], r["source"], Outcome(r["outcome"]), replayed)
+            for r in body["results"]]
 
 
 def decode_response(response: httpx.Response, what: str) -> dict[str, Any]:
@@ -212,6 +229,10 @@ def decode_response(response: httpx.Response, what: str) -> dict[str, Any]:
     except InvalidInputError as exc:
         raise StoreResponseError(response.status_code,
                                  f"{what}: unreadable response: {exc}") from exc
+
+
+def _nth_key(key: str | None, index: int) -> str | None:
+    return key if key is None or index == 0 else f"{key}.{index}"
 
 
 def entity_path(prefix: str, entity: str) -> str:
@@ -237,63 +258,6 @@ def connection_settings(
     return url.rstrip("/"), fmt, headers
 
 
-_Http = TypeVar("_Http", httpx.Client, httpx.AsyncClient)
-
-
-class RequestTimeout(Generic[_Http]):
-    """The `timeout` of a store client over the httpx client it holds in `_http`."""
-
-    _http: _Http
-    _timeout: float
-
-    @property
-    def timeout(self) -> float:
-        """Seconds per request, all of it (connect, send, headers and body: one deadline).
-
-        Settable while in use: every request reads it when it starts (the
-        change feed's long polls add their `wait`).
-        """
-        return self._timeout
-
-    @timeout.setter
-    def timeout(self, value: float) -> None:
-        if not value > 0:
-            raise InvalidInputError(f"must be > 0 seconds, got {value!r}", field="timeout")
-        self._timeout = value
-        self._http.timeout = httpx.Timeout(value)
-
-
-class _FeedSockets:
-    """The sockets change-feed polls went out on, so `close()` can cut a long-poll short.
-
-    Learned through httpx's `trace` request extension: a new connection reports
-    its network stream, whose socket is kept (weakly) until it closes. A socket
-    closed from another thread does not wake a thread blocked reading it;
-    shutting it down does.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
-
-    def trace(self, event: str, info: dict[str, Any]) -> None:
-        if event not in ("connection.connect_tcp.complete",
-                         "connection.connect_unix_socket.complete"):
-            return
-        stream = info.get("return_value")
-        sock = None if stream is None else stream.get_extra_info("socket")
-        if isinstance(sock, socket.socket):
-            with self._lock:
-                self._sockets.add(sock)
-
-    def shut_down(self) -> None:
-        with self._lock:
-            sockets = list(self._sockets)
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-
 class LabelStoreClient(RequestTimeout[httpx.Client]):
     """Synchronous client of one Label Store. Use as a context manager or call close()."""
 
@@ -307,10 +271,18 @@ class LabelStoreClient(RequestTimeout[httpx.Client]):
         transport: httpx.BaseTransport | None = None,
         max_batch_keys: int = DEFAULT_MAX_BATCH_KEYS,
         max_batch_labels: int = DEFAULT_MAX_BATCH_LABELS,
+        write_retries: int = 3,
+        retry_backoff: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.url, self._fmt, headers = connection_settings(url, token, wire, max_batch_keys)
         if max_batch_labels < 1:
             raise InvalidInputError("must be >= 1", field="max_batch_labels")
+        if write_retries < 0:
+            raise InvalidInputError("must be >= 0", field="write_retries")
+        self.write_retries = write_retries  # re-sends of a write batch, with its key
+        self.retry_backoff = retry_backoff  # seconds before the first re-send, doubled each time
+        self._sleep = sleep
         self._timeout = timeout
         self.max_batch_keys = max_batch_keys
         self.max_batch_labels = max_batch_labels
@@ -318,7 +290,7 @@ class LabelStoreClient(RequestTimeout[httpx.Client]):
         # that drips its answer cannot hold a call past its timeout.
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout,
                                   transport=transport or DeadlineTransport())
-        self._feed_sockets = _FeedSockets()
+        self._feed_sockets = FeedSockets()
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -330,49 +302,105 @@ class LabelStoreClient(RequestTimeout[httpx.Client]):
         body: dict[str, Any] | None = None,
         params: Mapping[str, str | int | float] | None = None,
         timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
         extensions: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        return self._send(method, path, body=body, params=params, timeout=timeout,
+                          headers=headers, extensions=extensions)[0]
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        params: Mapping[str, str | int | float] | None = None,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        extensions: dict[str, Any] | None = None,
+    ) -> tuple[dict[str, Any], httpx.Headers]:
         content = None if body is None else _wire.encode(body, self._fmt)
         what = f"{method} {path}"
         seconds = self._timeout if timeout is None else timeout
         with _translate_errors(what), deadline(seconds):
             response = self._http.request(method, path, content=content, params=params,
-                                          timeout=seconds, extensions=extensions)
-        return decode_response(response, what)
+                                          headers=headers, timeout=seconds,
+                                          extensions=extensions)
+        return decode_response(response, what), response.headers
+
+    def _write(
+        self,
+        method: str,
+        path: str,
+        key: str | None,
+        *,
+        body: dict[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """Send one write batch under an idempotency key (a new one if None), re-sending it
+        with that key on failures that leave its outcome open; (answer, replayed)."""
+        key = key or uuid.uuid4().hex
+        what = f"{method} {path}"
+        for attempt in range(self.write_retries + 1):
+            if attempt:
+                self._sleep(min(self.retry_backoff * 2 ** (attempt - 1), 10.0))
+            try:
+                answer, headers = self._send(method, path, body=body, params=params,
+                                             headers={"Idempotency-Key": key})
+                return answer, headers.get("idempotent-replayed") == "true"
+            except StoreResponseError as exc:
+                if exc.status not in RETRY_WRITE_STATUSES:
+                    raise  # refused: nothing was stored
+                last: StoreError = exc
+            except StoreUnavailableError as exc:
+                last = exc
+        raise WriteOutcomeUnknownError(
+            f"{what}: no answer after {self.write_retries + 1} attempts (last: {last}); the "
+            f"batch was applied at most once: send it again with idempotency_key={key!r} to "
+            "learn its outcome", idempotency_key=key) from last
 
     def _label_form(self, label: Label) -> dict[str, Any]:
         return label.to_wire() if self._fmt == "msgpack" else label.to_dict()
 
     # -- writes ----------------------------------------------------------------------------
 
-    def put(self, labels: Label | Iterable[Label]) -> list[WriteResult]:
-        """Write labels; batches of `max_batch_labels` are each all-or-nothing."""
+    def put(self, labels: Label | Iterable[Label], *,
+            idempotency_key: str | None = None) -> list[WriteResult]:
+        """Write labels; batches of `max_batch_labels` are each all-or-nothing, applied at
+        most once (see the module doc). `idempotency_key`: the key of a batch sent before
+        (WriteOutcomeUnknownError names it); batch i after the first gets `<key>.<i>`."""
         batch: list[Label] = [labels] if isinstance(labels, Label) else list(labels)
         results: list[WriteResult] = []
-        for start in range(0, len(batch), self.max_batch_labels):
+        for i, start in enumerate(range(0, len(batch), self.max_batch_labels)):
             chunk = batch[start:start + self.max_batch_labels]
-            body = self._call("POST", "/v1/labels",
-                              body={"labels": [self._label_form(lb) for lb in chunk]})
+            body, replayed = self._write(
+                "POST", "/v1/labels", _nth_key(idempotency_key, i),
+                body={"labels": [self._label_form(lb) for lb in chunk]})
             with _parsing("POST /v1/labels"):
-                results.extend(parse_results(body))
+                results.extend(parse_results(body, replayed))
         return results
 
-    def delete(self, entity: str, source: Source | str) -> Outcome:
+    def delete(self, entity: str, source: Source | str, *,
+               idempotency_key: str | None = None) -> Outcome:
         """Retract one source's label on an entity: DELETED or NOT_FOUND."""
         key = source.key if isinstance(source, Source) else source
-        body = self._call("DELETE", entity_path("/v1/labels/", entity), params={"source": key})
+        body, _ = self._write("DELETE", entity_path("/v1/labels/", entity), idempotency_key,
+                              params={"source": key})
         with _parsing("DELETE /v1/labels"):
             return Outcome(body["outcome"])
 
-    def retract_many(self, pairs: Iterable[tuple[str, Source | str]]) -> list[WriteResult]:
-        """Retract (entity, source) pairs; batches of `max_batch_labels` are all-or-nothing."""
+    def retract_many(self, pairs: Iterable[tuple[str, Source | str]], *,
+                     idempotency_key: str | None = None) -> list[WriteResult]:
+        """Retract (entity, source) pairs; batches of `max_batch_labels` are all-or-nothing,
+        applied at most once (keys as in `put`)."""
         items = [{"entity": e, "source": s.key if isinstance(s, Source) else s} for e, s in pairs]
         results: list[WriteResult] = []
-        for start in range(0, len(items), self.max_batch_labels):
-            body = self._call("POST", "/v1/labels/retract",
-                              body={"retract": items[start:start + self.max_batch_labels]})
+        for i, start in enumerate(range(0, len(items), self.max_batch_labels)):
+            body, replayed = self._write(
+                "POST", "/v1/labels/retract", _nth_key(idempotency_key, i),
+                body={"retract": items[start:start + self.max_batch_labels]})
             with _parsing("POST /v1/labels/retract"):
-                results.extend(parse_results(body))
+                results.extend(parse_results(body, replayed))
         return results
 
     # -- reads -----------------------------------------------------------------------------

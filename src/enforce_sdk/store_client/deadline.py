@@ -21,10 +21,12 @@ import ssl
 import time
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpcore
 import httpx
+
+from .._errors import InvalidInputError
 
 _DEADLINE: ContextVar[float | None] = ContextVar("enforce_sdk_store_deadline", default=None)
 _LAST_CHANCE = 1e-6  # seconds: a read past the deadline only takes what is already there
@@ -179,3 +181,29 @@ class DeadlineTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         self._pool.close()
+
+
+_Http = TypeVar("_Http", httpx.Client, httpx.AsyncClient)
+
+
+class RequestTimeout(Generic[_Http]):
+    """The `timeout` of a store client over the httpx client it holds in `_http`."""
+
+    _http: _Http
+    _timeout: float
+
+    @property
+    def timeout(self) -> float:
+        """Seconds per request, all of it (connect, send, headers and body: one deadline).
+
+        Settable while in use: every request reads it when it starts (the
+        change feed's long polls add their `wait`).
+        """
+        return self._timeout
+
+    @timeout.setter
+    def timeout(self, value: float) -> None:
+        if not value > 0:
+            raise InvalidInputError(f"must be > 0 seconds, got {value!r}", field="timeout")
+        self._timeout = value
+        self._http.timeout = httpx.Timeout(value)

@@ -20,6 +20,7 @@ from enforce_sdk.model.label import Source, SourceType
 from enforce_sdk.model.records import LabelStatus
 from enforce_sdk.store import SQLiteStorage
 from enforce_sdk.store.storage import sqlite as _sqlite
+from enforce_sdk.store.storage.base import WriteKey
 from tests.store.storage._labels import ACTOR, T0, label, put
 
 
@@ -115,6 +116,27 @@ def test_files_that_are_not_label_stores_are_refused(tmp_path: Path) -> None:
         SQLiteStorage(tmp_path / "missing-dir" / "labels.db")
 
 
+def test_a_version_1_database_is_upgraded_in_place_and_keeps_its_labels(tmp_path: Path) -> None:
+    """Stores of schema 1 (before the expiry column and idempotency keys) gain both on open."""
+    path = tmp_path / "v1.db"
+    raw = sqlite3.connect(path)
+    raw.executescript(_sqlite.SCHEMA + "DROP INDEX labels_expiry;"
+                      "ALTER TABLE labels DROP COLUMN expires_us; PRAGMA user_version = 1;")
+    raw.close()
+    storage = SQLiteStorage(path)
+    try:
+        storage.apply([put(label("pin:1"))], actor=ACTOR, now=T0)
+        key = WriteKey("w\x00k", "fp", T0 + timedelta(days=1))
+        first = storage.apply_once([put(label("pin:2"))], actor=ACTOR, now=T0, key=key)
+        again = storage.apply_once([put(label("pin:2"))], actor=ACTOR, now=T0, key=key)
+        assert (first.replayed, again.replayed, again.seq) == (False, True, 2)
+    finally:
+        storage.close()
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == _sqlite.SCHEMA_VERSION == 3
+    raw.close()
+
+
 @pytest.mark.parametrize("path", ["", ":memory:", "file:x.db?mode=memory"])
 def test_paths_that_cannot_be_shared_are_refused(path: str) -> None:
     with pytest.raises(InvalidInputError, match="path"):
@@ -201,6 +223,7 @@ def test_a_schema_1_database_gains_the_expiry_index_on_open(db_path: Path) -> No
     raw = sqlite3.connect(db_path, isolation_level=None)  # back to what schema 1 stored
     raw.execute("DROP INDEX labels_expiry")
     raw.execute("ALTER TABLE labels DROP COLUMN expires_us")
+    raw.execute("DROP TABLE write_keys")  # schema 3's: not in schema 1 either
     raw.execute("PRAGMA user_version = 1")
     raw.close()
 

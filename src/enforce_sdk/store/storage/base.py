@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ..._errors import InvalidInputError
+from ..._errors import InvalidInputError, WriteKeyReusedError
 from ...model.label import Label
 from ...model.records import AuditEvent, ChangePage, LabelStatus, Outcome, StoredLabel
 
@@ -69,6 +69,34 @@ PURGE_ACTOR = "store:expiry"  # the audit actor of the store's own purges
 _PURGE_BATCH = 256  # entities per apply batch of a purge
 
 
+@dataclass(frozen=True, slots=True)
+class WriteKey:
+    """The idempotency key of one write request, as `apply_once` takes it.
+
+    `key` names the request among every writer's (the service makes it from the
+    writer's token name and the client's `Idempotency-Key`); `fingerprint` is a
+    digest of the request, so a key sent again with another request is refused;
+    the outcome is kept at least until `expires_at`.
+    """
+
+    key: str
+    fingerprint: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedBatch:
+    """What `apply_once` did, or (`replayed`) what the key's first attempt did.
+
+    `seq` is the sequence number of the batch's last change, or the head the
+    batch was a no-op at: every change of the batch is at or below it.
+    """
+
+    outcomes: list[Outcome]
+    seq: int
+    replayed: bool = False
+
+
 class LabelStorage(abc.ABC):
     """A Label Store backend. Implementations must be safe for use from many threads.
 
@@ -91,6 +119,33 @@ class LabelStorage(abc.ABC):
         if not checked:
             return []
         return self._apply(checked, actor=actor, now=now)
+
+    def apply_once(self, ops: Sequence[WriteOp], *, actor: str, now: datetime,
+                   key: WriteKey) -> AppliedBatch:
+        """apply() at most once per `key`: the outcome is stored atomically with the batch.
+
+        If the key already recorded an outcome (not expired at `now`) for the same
+        fingerprint, that outcome is returned with `replayed` set and nothing is
+        applied; for another fingerprint WriteKeyReusedError is raised. So a retry
+        after a lost answer, a timeout or a StorageError raised after the commit
+        never applies a batch twice. A no-op batch records its outcome too.
+        """
+        checked = check_ops(ops)
+        if not isinstance(actor, str) or not actor.strip():
+            raise InvalidInputError(f"must be a non-empty string, got {actor!r}", field="actor")
+        check_aware(now, "now")
+        if not isinstance(key, WriteKey):
+            raise InvalidInputError(f"must be a WriteKey, got {type(key).__name__}", field="key")
+        check_str(key.key, "key.key")
+        check_str(key.fingerprint, "key.fingerprint")
+        check_aware(key.expires_at, "key.expires_at")
+        if not checked:
+            raise InvalidInputError("a keyed write needs at least one op", field="ops")
+        return self._apply_once(checked, actor=actor, now=now, key=key)
+
+    def prune_write_keys(self, now: datetime) -> int:
+        """Drop idempotency records that expired before `now`; return how many."""
+        return self._prune_write_keys(check_aware(now, "now"))
 
     def get_many(
         self, entities: Iterable[str], *, include_pending: bool = False,
@@ -172,6 +227,15 @@ class LabelStorage(abc.ABC):
     @abc.abstractmethod
     def _apply(self, ops: list[WriteOp], *, actor: str, now: datetime) -> list[Outcome]:
         """apply() of a checked, non-empty batch."""
+
+    @abc.abstractmethod
+    def _apply_once(self, ops: list[WriteOp], *, actor: str, now: datetime,
+                    key: WriteKey) -> AppliedBatch:
+        """apply_once() of a checked, non-empty batch and a checked key."""
+
+    @abc.abstractmethod
+    def _prune_write_keys(self, now: datetime) -> int:
+        """prune_write_keys() with an aware datetime."""
 
     @abc.abstractmethod
     def _get_many(self, keys: list[str], *, include_pending: bool) -> dict[str, list[StoredLabel]]:
@@ -276,3 +340,13 @@ def check_ops(ops: Sequence[WriteOp]) -> list[WriteOp]:
             raise InvalidInputError(
                 f"must be a PutOp, DeleteOp or ExpireOp, got {type(op).__name__}", field=where)
     return list(ops)
+
+
+def recorded_outcome(key: WriteKey, fingerprint: str, outcomes: Sequence[str],
+                     seq: int) -> AppliedBatch:
+    """A key's recorded first outcome, replayed; refused if the request is another one."""
+    if fingerprint != key.fingerprint:
+        raise WriteKeyReusedError("this idempotency key was already used for a different "
+                                  "request; send a new key with a new request",
+                                  field="Idempotency-Key")
+    return AppliedBatch([Outcome(o) for o in outcomes], seq, replayed=True)

@@ -29,9 +29,10 @@ from ...model.records import (
     Outcome,
     StoredLabel,
 )
-from .base import LabelStorage, WriteOp
+from .base import AppliedBatch, LabelStorage, WriteKey, WriteOp, recorded_outcome
 from .sqlite_schema import (
     ACTIVE,
+    MIGRATIONS,
     PENDING,
     SCHEMA,
     SCHEMA_VERSION,
@@ -112,12 +113,14 @@ class SQLiteStorage(LabelStorage):
                 tables = conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]
                 if tables:
                     raise StorageError(f"{self._path} is a SQLite database, but not a label store")
-                for statement in SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            elif version == 1:
-                migrate_v1(conn)
+                _run_script(conn, SCHEMA)  # the schema of version 2
+                version = 2
+            if 0 < version < SCHEMA_VERSION:  # upgrade in place, in this transaction
+                if version == 1:
+                    migrate_v1(conn)  # 1 -> 2: the expiry column, filled from the bodies
+                    version = 2
+                for step in range(version, SCHEMA_VERSION):
+                    _run_script(conn, MIGRATIONS[step])
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             elif version != SCHEMA_VERSION:
                 raise StorageError(
@@ -184,6 +187,42 @@ class SQLiteStorage(LabelStorage):
                     conn.execute("ROLLBACK")
                 raise
         return outcomes
+
+    def _apply_once(self, ops: list[WriteOp], *, actor: str, now: datetime,
+                    key: WriteKey) -> AppliedBatch:
+        with self._write_lock, translate("apply"):
+            if self._closed:
+                raise StorageError("the SQLite label store is closed")
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute(
+                    "SELECT fingerprint, outcomes, seq FROM write_keys "
+                    "WHERE key = ? AND expires_us > ?", (key.key, micros(now))).fetchone()
+                if row is not None:
+                    conn.execute("ROLLBACK")
+                    return recorded_outcome(key, row[0], json.loads(row[1]), row[2])
+                batch = WriteBatch(conn, actor, micros(now))
+                outcomes = batch.run(ops)
+                conn.execute(
+                    "INSERT OR REPLACE INTO write_keys (key, fingerprint, outcomes, seq, "
+                    "expires_us) VALUES (?, ?, ?, ?, ?)",
+                    (key.key, key.fingerprint, json.dumps([o.value for o in outcomes]),
+                     batch.seq, micros(key.expires_at)))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        return AppliedBatch(outcomes, batch.seq)
+
+    def _prune_write_keys(self, now: datetime) -> int:
+        with self._write_lock, translate("prune_write_keys"):
+            if self._closed:
+                raise StorageError("the SQLite label store is closed")
+            cursor = self._writer.execute("DELETE FROM write_keys WHERE expires_us <= ?",
+                                          (micros(now),))  # autocommit: one statement
+        return cursor.rowcount
 
     def _prune_changes(self, older_than: datetime) -> int:
         cutoff = micros(older_than)
@@ -336,3 +375,12 @@ class SQLiteStorage(LabelStorage):
 
     def __repr__(self) -> str:
         return f"SQLiteStorage({self._path!r})"
+
+
+# -- helpers -------------------------------------------------------------------------
+
+
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)

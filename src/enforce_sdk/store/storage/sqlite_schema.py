@@ -15,7 +15,9 @@ from ...model.label import Enforcement, Label, Source
 from ...model.records import Action, LabelStatus, Outcome
 from .base import DeleteOp, ExpireOp, PutOp, WriteOp
 
-SCHEMA_VERSION = 2  # PRAGMA user_version of a database this module created (1: no expires_us)
+# PRAGMA user_version of a database this module created. 1: labels without expires_us;
+# 2: SCHEMA below (expires_us); 3: and write_keys (MIGRATIONS[2]).
+SCHEMA_VERSION = 3
 
 
 BODY_VERSION = 1  # first element of every stored label body
@@ -70,6 +72,22 @@ CREATE TABLE changes (
 );
 """
 
+# Statements that bring a database of version N to N + 1 (1 -> 2 is migrate_v1); a new
+# database runs SCHEMA (version 2) and then every migration. write_keys holds the
+# outcome of each keyed write (apply_once) until it expires, committed with the batch.
+MIGRATIONS: dict[int, str] = {
+    2: """
+CREATE TABLE write_keys (
+    key TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    outcomes TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    expires_us INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX write_keys_expiry ON write_keys (expires_us);
+""",
+}
+
 
 def migrate_v1(conn: sqlite3.Connection) -> None:
     """Schema 1 -> 2, inside the caller's write transaction: the expiry column and its index."""
@@ -97,6 +115,11 @@ class WriteBatch:
         self._at_us = at_us
         self._seq = meta_value(conn, "head")
         self._counts = {ACTIVE: meta_value(conn, "active"), PENDING: meta_value(conn, "pending")}
+
+    @property
+    def seq(self) -> int:
+        """The newest sequence number, with this batch's changes so far."""
+        return self._seq
 
     def run(self, ops: Sequence[WriteOp]) -> list[Outcome]:
         outcomes = [

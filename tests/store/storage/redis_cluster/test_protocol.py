@@ -152,8 +152,8 @@ def test_a_commit_not_acknowledged_by_a_replica_is_not_applied_until_it_is(
     entities = entities_on_every_master(writer, per_master=1)
     real = writer._commit_feed
 
-    def unreplicated(*args: Any) -> int:
-        real(*args)
+    def unreplicated(*args: Any, **kwargs: Any) -> int:
+        real(*args, **kwargs)
         raise NotReplicatedError("apply (commit): write not acknowledged by 1 replica(s)")
 
     monkeypatch.setattr(writer, "_commit_feed", unreplicated)

@@ -79,9 +79,13 @@ redis.call('HDEL', KEYS[1], '_lk')
 return 1
 """
 
-# KEYS: seq, changes, counts, pending index, pending values, tx status, tx payload, open txs.
+# KEYS: seq, changes, counts, pending index, pending values, tx status, tx payload, open txs,
+#       [idempotency record].
 # ARGV: txid, n, lock_ms, payload, d_active, d_pending, max_age_ms,
-#       n x (change json, at_us), nadd, (member, offset, json)..., ndel, members...
+#       n x (change json, at_us), nadd, (member, offset, json)..., ndel, members...,
+#       [record without its seq, record ttl ms].
+# With an idempotency record key, the record is written with the commit (prefixed
+# with the batch's last seq), and -2 is returned, committing nothing, if it exists.
 # The commit point of a batch: allocates n sequence numbers and publishes the
 # change records, counts and pending index together. Idempotent per txid;
 # returns the base seq, or -1 if the batch was aborted by another process or
@@ -98,6 +102,7 @@ if st then
   end
   return -1
 end
+if #KEYS >= 9 and redis.call('EXISTS', KEYS[9]) == 1 then return -2 end
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if now_ms - tonumber(ARGV[3]) > tonumber(ARGV[7]) then return -1 end
@@ -127,6 +132,9 @@ for k = 1, m do
   redis.call('ZREM', KEYS[4], ARGV[i])
   redis.call('HDEL', KEYS[5], ARGV[i])
   i = i + 1
+end
+if #KEYS >= 9 then
+  redis.call('SET', KEYS[9], string.format('%d', last) .. '|' .. ARGV[i], 'PX', ARGV[i + 1])
 end
 return base
 """

@@ -136,6 +136,17 @@ class EntityPlan:
     last_offset: int = -1  # offset of the entity's last change, -1 if none (no-op only)
     labeled: bool = False
 
+    def materialise_args(self, txid: str, base: int) -> list[Any]:
+        """ARGV of the `materialise` script for this entity's part of batch `txid`."""
+        args: list[Any] = [f"{txid}|", base, self.last_offset, int(self.labeled),
+                           len(self.del_rows), *sorted(self.del_rows), len(self.set_rows)]
+        for source, (offset, body) in self.set_rows.items():
+            args += [source, offset, body]
+        args.append(len(self.audit))
+        for offset, body in self.audit:
+            args += [offset, body]
+        return args
+
     def to_json(self) -> dict[str, Any]:
         return {
             "set": {src: [off, body] for src, (off, body) in self.set_rows.items()},
@@ -174,6 +185,19 @@ class BatchPlan:
     def payload(self) -> str:
         """The journal record: what roll-forward needs to materialise every entity."""
         return dumps({e: p.to_json() for e, p in self.entities.items() if p.last_offset >= 0})
+
+    def commit_args(self, txid: str, lock_ms: int, max_age_ms: int) -> list[Any]:
+        """ARGV of the `commit` script (lua.COMMIT documents the layout)."""
+        args: list[Any] = [txid, self.effective, lock_ms, self.payload(),
+                           self.delta_active, self.delta_pending, max_age_ms]
+        for body, at_us in self.changes:
+            args += [body, at_us]
+        args.append(len(self.pending_add))
+        for member, (offset, body) in self.pending_add.items():
+            args += [member, offset, body]
+        args.append(len(self.pending_del))
+        args += sorted(self.pending_del)
+        return args
 
 
 def plan_batch(

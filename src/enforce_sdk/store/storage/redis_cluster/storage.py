@@ -23,15 +23,10 @@ aborted by a writer once older than `lock_timeout`. So a batch is all or
 nothing for readers and across crashes. Acknowledged writes were replicated
 (WAIT) at each step before `apply` returns.
 
-Durable head. Replication is asynchronous, so a commit can sit on the feed
-master unreplicated (its WAIT failed) and vanish in a failover, its numbers
-handed out again. So nothing is served from, or materialised on behalf of, a
-commit until it is known replicated: `<ns>:f:{<ns>}:dur` holds the highest
-sequence number known replicated, raised (max) only after a successful WAIT
-covering it (WAIT counts replication offsets, so every earlier commit on that
-master is covered too). `head_seq`, the feed, `get_many`'s snapshot and every
-roll-forward use it, not the counter; a batch above it is treated like one
-that has not committed yet.
+Durable head. A commit not yet replicated (its WAIT failed) can vanish in a
+failover, so nothing is served from or materialised for it until a WAIT covered
+it: `<ns>:f:{<ns>}:dur`, the highest sequence number known replicated, is what
+`head_seq`, the feed, `get_many` and roll-forwards use (docs/redis-cluster.md).
 """
 
 from __future__ import annotations
@@ -51,7 +46,7 @@ import redis
 
 from ...._errors import ConfigError, InvalidInputError, StorageError
 from ....model.records import AuditEvent, ChangePage, LabelStatus, Outcome, StoredLabel
-from ..base import LabelStorage, PutOp, WriteOp, check_int
+from ..base import AppliedBatch, LabelStorage, PutOp, WriteKey, WriteOp, check_int
 from . import lua
 from .conn import ClusterTransport, Command, NotReplicatedError
 from .expiry import expired_entities
@@ -70,6 +65,7 @@ from .plan import (
     split_seq,
 )
 from .url import parse_nodes, parse_url
+from .write_keys import WriteKeyRecords
 
 _NAMESPACE_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _STATUS_TTL = 300  # seconds a finished batch's status is kept, for readers that met its lock
@@ -126,6 +122,7 @@ class RedisClusterStorage(LabelStorage):
         self._k_pendv = f"{feed}:pendv"
         self._k_open = f"{feed}:txopen"
         self._feed = feed
+        self._write_keys = WriteKeyRecords(feed, self._run, self.head_seq, self._sync_durable)
         self.recover()
 
     @classmethod
@@ -167,22 +164,38 @@ class RedisClusterStorage(LabelStorage):
     # -- writes ------------------------------------------------------------------------
 
     def _apply(self, ops: list[WriteOp], *, actor: str, now: datetime) -> list[Outcome]:
-        if not ops:
-            return []
+        return self._write(ops, actor=actor, now=now, key=None).outcomes
+
+    def _apply_once(self, ops: list[WriteOp], *, actor: str, now: datetime,
+                    key: WriteKey) -> AppliedBatch:
+        return self._write(ops, actor=actor, now=now, key=key)
+
+    def _write(self, ops: list[WriteOp], *, actor: str, now: datetime,
+               key: WriteKey | None) -> AppliedBatch:
+        """Plan and commit a batch; with `key`, its record goes in the commit script."""
         entities = list(dict.fromkeys(op.label.entity if isinstance(op, PutOp) else op.entity
                                       for op in ops))
         deadline = self._timer() + self._retry_timeout
         delay = 0.002
         while True:
+            first = None if key is None else self._write_keys.first_outcome(key, now)
+            if first is not None:
+                return first
             rows, versions, locks = self._read_entities(entities)
             if locks:
                 self._resolve_locks(locks)
             else:
                 plan = plan_batch(ops, rows, versions, actor=actor, now=now)
                 if not plan.effective:
-                    return plan.outcomes
-                if self._commit(plan):
-                    return plan.outcomes
+                    head = 0 if key is None else self.head_seq()
+                    if key is None or self._write_keys.remember(key, plan.outcomes, head, now):
+                        return AppliedBatch(plan.outcomes, head)
+                    continue  # another attempt recorded the key first: replay it
+                record = None if key is None else self._write_keys.commit_part(
+                    key, plan.outcomes, now)
+                base = self._commit(plan, record)
+                if base is not None:
+                    return AppliedBatch(plan.outcomes, base + plan.effective - 1)
             if self._timer() >= deadline:
                 raise StorageError(
                     f"apply: could not commit within {self._retry_timeout:g}s: entities locked "
@@ -191,8 +204,9 @@ class RedisClusterStorage(LabelStorage):
             self._sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 0.2)
 
-    def _commit(self, plan: BatchPlan) -> bool:
-        """Run prepare/commit/materialise for one plan; False if it must be re-planned."""
+    def _commit(self, plan: BatchPlan, record: tuple[str, list[Any]] | None) -> int | None:
+        """Run prepare/commit/materialise for one plan (with its idempotency `record`): its
+        base seq, or None to re-plan (also when the record turned out written by another)."""
         txid = uuid.uuid4().hex
         lock_ms = int(self._clock() * 1000)
         lock_value = f"{txid}|{lock_ms}"
@@ -208,9 +222,9 @@ class RedisClusterStorage(LabelStorage):
             raise
         if not all(int(r[0]) == 2 for r in replies):
             self._release(txid, [e for e, r in zip(names, replies, strict=True) if int(r[0]) == 2])
-            return False
+            return None
         try:
-            base = self._commit_feed(txid, lock_ms, plan)
+            base = self._commit_feed(txid, lock_ms, plan, record=record)
         except NotReplicatedError as exc:
             # Committed on the feed master but not confirmed on a replica. Do not
             # materialise it: a failover could lose the commit (and reissue its numbers)
@@ -219,9 +233,9 @@ class RedisClusterStorage(LabelStorage):
             # are aborted after lock_timeout like those of any batch that never committed.
             raise StorageError(f"{exc}; the batch is applied only if the commit turns out "
                                "replicated, retrying it is safe") from exc
-        if base < 0:  # aborted by another process, or our locks went stale: re-plan
+        if base < 0:  # aborted, locks stale, or the key recorded meanwhile: re-plan
             self._release(txid, names)
-            return False
+            return None
         try:
             # Replicated: publish it (to the feed, head_seq and roll-forward) before any
             # entity shows it, so a materialised version is never above the durable head;
@@ -234,20 +248,16 @@ class RedisClusterStorage(LabelStorage):
                 f"but not confirmed durable: {exc}; retrying it is safe") from exc
         with contextlib.suppress(StorageError):
             self._finish(txid)  # durable already; a journal left behind is retired by recover()
-        return True
+        return base
 
-    def _commit_feed(self, txid: str, lock_ms: int, plan: BatchPlan) -> int:
-        args: list[Any] = [txid, plan.effective, lock_ms, plan.payload(),
-                           plan.delta_active, plan.delta_pending, self._lock_timeout_ms // 2]
-        for body, at_us in plan.changes:
-            args += [body, at_us]
-        args.append(len(plan.pending_add))
-        for member, (offset, body) in plan.pending_add.items():
-            args += [member, offset, body]
-        args.append(len(plan.pending_del))
-        args += sorted(plan.pending_del)
+    def _commit_feed(self, txid: str, lock_ms: int, plan: BatchPlan, *,
+                     record: tuple[str, list[Any]] | None = None) -> int:
+        args = plan.commit_args(txid, lock_ms, self._lock_timeout_ms // 2)
         keys = [self._k_seq, self._k_chg, self._k_cnt, self._k_pend, self._k_pendv,
                 self._k_tx(txid), self._k_txp(txid), self._k_open]
+        if record is not None:
+            keys.append(record[0])
+            args += record[1]
         (base,) = self._run([self._io.script("commit", keys, args)], "apply (commit)",
                             durable=True)
         return int(base)
@@ -262,15 +272,9 @@ class RedisClusterStorage(LabelStorage):
                      durable: bool) -> None:
         commands: list[Command] = []
         for entity, part in parts.items():
-            args: list[Any] = [f"{txid}|", base, part.last_offset, int(part.labeled),
-                               len(part.del_rows), *sorted(part.del_rows), len(part.set_rows)]
-            for source, (offset, body) in part.set_rows.items():
-                args += [source, offset, body]
-            args.append(len(part.audit))
-            for offset, body in part.audit:
-                args += [offset, body]
             keys = [self._k_entity(entity), self._k_audit(entity), self._k_labeled(entity)]
-            commands.append(self._io.script("materialise", keys, args))
+            commands.append(self._io.script("materialise", keys,
+                                            part.materialise_args(txid, base)))
         self._run(commands, "apply (materialise)", durable=durable)
 
     def _finish(self, txid: str) -> None:
@@ -383,6 +387,9 @@ class RedisClusterStorage(LabelStorage):
             if base is not None:
                 self._roll_forward(txid, base)
         return len(ids)
+
+    def _prune_write_keys(self, now: datetime) -> int:
+        return 0  # records carry their own expiry (PX): Redis drops them
 
     def _prune_changes(self, older_than: datetime) -> int:
         cutoff = micros(older_than)
