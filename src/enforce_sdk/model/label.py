@@ -174,6 +174,39 @@ class Label:
             object.__setattr__(self, "confidence", float(c))
         object.__setattr__(self, "metadata", _check_metadata(self.metadata))
 
+    @classmethod
+    def trusted(
+        cls,
+        entity: str,
+        source: Source,
+        enforcement: Enforcement,
+        reason: str,
+        created_at: datetime,
+        expires_at: datetime | None = None,
+        confidence: float | None = None,
+        metadata: Mapping[str, MetadataValue] | None = None,
+    ) -> Label:
+        """A label from fields validated before, without validating them again.
+
+        For labels this package checked when they were written: the store's rows
+        (a label is validated once, by the Label Checker, on its way in) and the
+        store's answers after a typed decode (store_client). Every argument must
+        already be in canonical form (canonical key, UTC datetimes, float
+        confidence), as the validating constructor would leave it; anything else
+        must go through `Label(...)`.
+        """
+        label: Label = _new_label(cls)
+        s = _LABEL_SETTERS
+        s[0](label, entity)
+        s[1](label, source)
+        s[2](label, enforcement)
+        s[3](label, reason)
+        s[4](label, created_at)
+        s[5](label, expires_at)
+        s[6](label, confidence)
+        s[7](label, metadata if type(metadata) is _FrozenDict else _FrozenDict(metadata or ()))
+        return label
+
     @property
     def key(self) -> tuple[str, str]:
         """The storage key: (entity, source key)."""
@@ -230,6 +263,13 @@ class Label:
             metadata={} if data.get("metadata") is None else data["metadata"],
         )
 
+
+_new_label = object.__new__
+_LABEL_SETTERS = tuple(
+    Label.__dict__[f].__set__
+    for f in ("entity", "source", "enforcement", "reason", "created_at", "expires_at",
+              "confidence", "metadata")
+)
 
 _LABEL_FIELDS = frozenset(
     {

@@ -50,6 +50,7 @@ from ..model.records import Action, AuditEvent, ChangeRecord, LabelStatus, Outco
 from ..native.bloom import BloomFilter
 from .deadline import DeadlineTransport, RequestTimeout, deadline
 from .feed_sockets import FeedSockets
+from .typed_labels import labels_by_entity
 
 DEFAULT_MAX_BATCH_KEYS = 1000
 DEFAULT_MAX_BATCH_LABELS = 1000
@@ -179,8 +180,12 @@ def _time(value: object) -> datetime:
 
 
 def parse_query(body: Mapping[str, Any]) -> LabelsQuery:
-    """Parse a /v1/labels/query answer; as-sent keys (aliases) map to the same lists."""
-    labels = {entity: [Label.from_dict(d) for d in items] for entity, items in body["labels"].items()}
+    """Parse a /v1/labels/query answer; as-sent keys (aliases) map to the same lists.
+
+    Labels are decoded by type (store_client/typed_labels): the store validated
+    them when they were written.
+    """
+    labels = labels_by_entity(body["labels"])
     for sent, canonical in (body.get("aliases") or {}).items():
         found = labels.get(canonical)
         if found is not None:

@@ -282,16 +282,15 @@ def decode_label(entity: str, source_key: str, body: bytes) -> Label:
         raise StorageError(f"stored label {entity} {source_key} is corrupt: {exc}") from exc
     if version != BODY_VERSION:
         raise StorageError(f"stored label {entity} {source_key} has unknown format {version!r}")
-    return Label(
-        entity=entity,
-        source=source_of(source_key),
-        enforcement=Enforcement(enforcement),
-        reason=reason,
-        created_at=time_of(created),
-        expires_at=None if expires is None else time_of(expires),
-        confidence=confidence,
-        metadata=meta or {},
-    )
+    # Validated once, by the checker, when it was written: rebuilt without checks.
+    try:
+        return Label.trusted(
+            entity, source_of(source_key), Enforcement(enforcement), reason, time_of(created),
+            None if expires is None else time_of(expires),
+            None if confidence is None else float(confidence), meta or {},
+        )
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise StorageError(f"stored label {entity} {source_key} is corrupt: {exc}") from exc
 
 
 @functools.lru_cache(maxsize=4096)

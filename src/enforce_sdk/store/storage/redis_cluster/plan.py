@@ -67,11 +67,12 @@ def decode_stored(entity: str, source_key: str, raw: str) -> StoredLabel:
         version, status, enforcement, reason, created, expires, confidence, meta = json.loads(body)
         if version != _ROW_VERSION:
             raise ValueError(f"unknown row format {version!r}")
-        label = Label(
-            entity=entity, source=_source(source_key), enforcement=Enforcement(enforcement),
-            reason=reason, created_at=_EPOCH + timedelta(microseconds=created),
-            expires_at=None if expires is None else _EPOCH + timedelta(microseconds=expires),
-            confidence=confidence, metadata=meta or {},
+        # Validated once, by the checker, when it was written: rebuilt without checks.
+        label = Label.trusted(
+            entity, _source(source_key), Enforcement(enforcement), reason,
+            _EPOCH + timedelta(microseconds=created),
+            None if expires is None else _EPOCH + timedelta(microseconds=expires),
+            None if confidence is None else float(confidence), meta or {},
         )
         return StoredLabel(label, LabelStatus(status), seq)
     except (ValueError, KeyError, TypeError, InvalidInputError) as exc:
