@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgpack
 
@@ -20,6 +22,7 @@ from .base import DeleteOp, ExpireOp, PutOp, WriteOp
 SCHEMA_VERSION = 3
 
 
+_PREFETCH_CHUNK = 500  # (entity, source) pairs per prefetch query
 BODY_VERSION = 1  # first element of every stored label body
 
 
@@ -115,6 +118,11 @@ class WriteBatch:
         self._at_us = at_us
         self._seq = meta_value(conn, "head")
         self._counts = {ACTIVE: meta_value(conn, "active"), PENDING: meta_value(conn, "pending")}
+        # Audit events and change records are written together when the batch ends (one
+        # executemany each): nothing in a batch reads them back.
+        self._audit: list[tuple[Any, ...]] = []
+        self._changes: list[tuple[Any, ...]] = []
+        self._known: dict[tuple[str, str], tuple[int, bytes] | None] = {}
 
     @property
     def seq(self) -> int:
@@ -122,6 +130,7 @@ class WriteBatch:
         return self._seq
 
     def run(self, ops: Sequence[WriteOp]) -> list[Outcome]:
+        self._prefetch(ops)
         outcomes = [
             self._put(op) if isinstance(op, PutOp)
             else self._delete(op) if isinstance(op, DeleteOp)
@@ -129,18 +138,52 @@ class WriteBatch:
             for op in ops
         ]
         self._conn.executemany(
+            "INSERT INTO audit (entity, seq, source_key, action, actor, at_us, before, after, "
+            "status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self._audit)
+        self._conn.executemany(
+            "INSERT INTO changes (seq, entity, source_key, action, at_us, labeled) "
+            "VALUES (?, ?, ?, ?, ?, ?)", self._changes)
+        self._audit, self._changes = [], []
+        self._conn.executemany(
             "UPDATE meta SET value = ? WHERE key = ?",
             [(self._seq, "head"), (self._counts[ACTIVE], "active"),
              (self._counts[PENDING], "pending")],
         )
         return outcomes
 
+    def _prefetch(self, ops: Sequence[WriteOp]) -> None:
+        """The stored rows the batch's puts and deletes look at, read in one query.
+
+        `_known` is then kept up to date by every change the batch makes to a
+        label (None once deleted, dismissed or expired), so `_stored` answers from it.
+        """
+        pairs = sorted({(op.label.entity, op.label.source.key) if isinstance(op, PutOp)
+                        else (op.entity, op.source_key)
+                        for op in ops if not isinstance(op, ExpireOp)})
+        known: dict[tuple[str, str], tuple[int, bytes] | None] = dict.fromkeys(pairs)
+        for start in range(0, len(pairs), _PREFETCH_CHUNK):
+            chunk = pairs[start:start + _PREFETCH_CHUNK]
+            rows = self._conn.execute(
+                "SELECT entity, source_key, status, body FROM labels WHERE (entity, source_key) "
+                "IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') "
+                "FROM json_each(?))", (json.dumps(chunk),)).fetchall()
+            for entity, source_key, status, body in rows:
+                known[(entity, source_key)] = (status, body)
+        self._known = known
+
     def _stored(self, entity: str, source_key: str) -> tuple[int, bytes] | None:
+        key = (entity, source_key)
+        if key in self._known:
+            return self._known[key]
         row = self._conn.execute(
             "SELECT status, body FROM labels WHERE entity = ? AND source_key = ?",
             (entity, source_key),
         ).fetchone()
         return None if row is None else (row[0], row[1])
+
+    def _forget(self, entity: str, source_key: str, now: tuple[int, bytes] | None) -> None:
+        """A label of the batch changed: what `_stored` answers for it from now on."""
+        self._known[(entity, source_key)] = now
 
     def _put(self, op: PutOp) -> Outcome:
         label = op.label
@@ -161,6 +204,7 @@ class WriteBatch:
             "expires_us = excluded.expires_us",
             (entity, source_key, status, self._seq, body, expires),
         )
+        self._forget(entity, source_key, (status, body))
         if stored is not None:
             self._counts[stored[0]] -= 1
         self._counts[status] += 1
@@ -181,6 +225,7 @@ class WriteBatch:
             self._conn.execute(
                 "DELETE FROM labels WHERE entity = ? AND source_key = ?", (entity, source_key)
             )
+            self._forget(entity, source_key, None)
             self._counts[PENDING] -= 1
             self._record(entity, source_key, Action.DISMISS, body, None, None)
 
@@ -192,6 +237,7 @@ class WriteBatch:
         self._conn.execute(
             "DELETE FROM labels WHERE entity = ? AND source_key = ?", (op.entity, op.source_key)
         )
+        self._forget(op.entity, op.source_key, None)
         self._counts[stored[0]] -= 1
         self._record(op.entity, op.source_key, Action.DELETE, stored[1], None, None)
         return Outcome.DELETED
@@ -207,6 +253,7 @@ class WriteBatch:
             self._conn.execute(
                 "DELETE FROM labels WHERE entity = ? AND source_key = ?", (op.entity, source_key)
             )
+            self._forget(op.entity, source_key, None)
             self._counts[status] -= 1
             self._record(op.entity, source_key, Action.EXPIRE, body, None, None)
         return Outcome.DELETED if rows else Outcome.NOOP
@@ -220,22 +267,15 @@ class WriteBatch:
         after: bytes | None,
         status: int | None,
     ) -> None:
-        """Append the audit event and the change record of the change numbered self._seq."""
-        labeled = self._conn.execute(
+        """Queue the audit event and the change record of the change numbered self._seq."""
+        # Whether the entity has an active label after this change: surely, if this one is.
+        labeled = 1 if status == ACTIVE else self._conn.execute(
             f"SELECT EXISTS (SELECT 1 FROM labels WHERE entity = ? AND status = {ACTIVE})",
             (entity,),
         ).fetchone()[0]
-        self._conn.execute(
-            "INSERT INTO audit (entity, seq, source_key, action, actor, at_us, before, after, "
-            "status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (entity, self._seq, source_key, action.value, self._actor, self._at_us, before, after,
-             status),
-        )
-        self._conn.execute(
-            "INSERT INTO changes (seq, entity, source_key, action, at_us, labeled) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (self._seq, entity, source_key, action.value, self._at_us, labeled),
-        )
+        self._audit.append((entity, self._seq, source_key, action.value, self._actor,
+                            self._at_us, before, after, status))
+        self._changes.append((self._seq, entity, source_key, action.value, self._at_us, labeled))
 
 
 @contextlib.contextmanager
