@@ -152,3 +152,13 @@ def test_metadata_values_of_different_types_are_different_labels() -> None:
     assert one != true and one != real and true != real
     assert one == Label.from_dict({**BASE, "metadata": {"k": 1}})
     assert len({one, true, real}) == 3
+
+
+@given(
+    st.dictionaries(st.text(min_size=1, max_size=12), _meta_values, max_size=6),
+    st.integers(min_value=0, max_value=400),
+)
+def test_metadata_within_agrees_with_the_encoded_size(meta: dict[str, Any], limit: int) -> None:
+    from enforce_sdk.model.label import metadata_size, metadata_within
+
+    assert metadata_within(meta, limit) == (metadata_size(meta) <= limit)

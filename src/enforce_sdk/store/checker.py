@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 
 from .._errors import EntityKeyError, LabelValidationError
 from ..model.keys import canonical_key
-from ..model.label import Enforcement, Label, SourceType, metadata_size
+from ..model.label import Enforcement, Label, SourceType, metadata_size, metadata_within
 from ..model.records import LabelStatus
 from .config import StoreConfig
 from .storage.base import PutOp
@@ -68,7 +68,7 @@ class LabelChecker:
                 label = Label.from_dict(raw)
             except LabelValidationError as exc:
                 raise LabelRejectedError(exc.problem, index=index, field=exc.field) from exc
-            if label.metadata and metadata_size(label.metadata) > self.max_metadata_bytes:
+            if label.metadata and not metadata_within(label.metadata, self.max_metadata_bytes):
                 raise LabelRejectedError(
                     f"{metadata_size(label.metadata)} bytes as compact JSON, larger than the "
                     f"store's limit of {self.max_metadata_bytes} bytes",
