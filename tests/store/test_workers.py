@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import pytest
 
 from enforce_sdk.native.bloom import BloomFilter
-from tests.fixtures.store_server import StoreServerFactory, StoreServerProcess
+from tests.fixtures.store_server import LISTENING_RE, StoreServerFactory, StoreServerProcess
 from tests.helpers import wait_until
 from tests.store._workers import KEEP_ALIVE, long_poll, pinned_clients, put, worker_pids
 
@@ -174,3 +177,26 @@ def test_workers_1_is_the_single_process_of_today(store_server: StoreServerProce
     assert store_server.workers == 1
     assert httpx.get(f"{store_server.url}/healthz").json() == {"schema": 1, "status": "ok"}
     assert worker_pids(store_server) == set()
+
+
+def test_the_cli_serves_with_workers_and_stops_on_sigterm(tmp_path: Path) -> None:
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "enforce_sdk.cli", "serve", "--workers", "2", "--port", "0",
+             "--db", str(tmp_path / "labels.db"), "--no-access-log"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp_path,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        wait_until(lambda: LISTENING_RE.search(log.read_text()) or proc.poll() is not None,
+                   "the listening line", 30)
+        match = LISTENING_RE.search(log.read_text())
+        assert match, log.read_text()
+        workers = {httpx.get(f"{match.group(1)}/healthz").json()["worker"] for _ in range(40)}
+        assert workers <= {0, 1} and workers
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
