@@ -4,6 +4,7 @@ notices between worker slots, and the master's restart budget."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from enforce_sdk.native.bloom import BloomFilter
 from enforce_sdk.store import PutOp
 from enforce_sdk.store.shared_bloom import SharedBloomSnapshots, write_snapshot_file
 from enforce_sdk.store.worker_slot import HeadNotices, WorkerSlot
-from enforce_sdk.store.workers import RestartBudget
+from enforce_sdk.store.workers import RestartBudget, listen
 from tests.store._memory_storage import MemoryStorage
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -139,3 +140,29 @@ def test_restart_budget_counts_deaths_within_the_window() -> None:
     assert not budget.allow()  # a third death within 60 s
     now[0] = 61.0  # the three are out of the window
     assert budget.allow() and budget.allow() and not budget.allow()
+
+
+def test_connections_on_the_masters_socket_turn_nagle_off() -> None:
+    """asyncio sets TCP_NODELAY only on sockets that say TCP; without it each
+    response would wait out the client's delayed ACK (tens of ms)."""
+    sock = listen("127.0.0.1", 0)
+    nodelay: list[int] = []
+
+    async def scenario() -> None:
+        accepted = asyncio.Event()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                conn = transport.get_extra_info("socket")
+                nodelay.append(conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+                accepted.set()
+
+        server = await asyncio.get_running_loop().create_server(Probe, sock=sock)
+        async with server:
+            _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+            await asyncio.wait_for(accepted.wait(), 10)
+            writer.close()
+
+    asyncio.run(scenario())
+    assert nodelay and nodelay[0] != 0

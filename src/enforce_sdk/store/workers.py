@@ -76,9 +76,23 @@ class RestartBudget:
 
 
 def listen(host: str, port: int) -> socket.socket:
-    """The listening socket every worker inherits (port 0: a free one)."""
+    """The listening socket every worker inherits (port 0: a free one).
+
+    Made with proto IPPROTO_TCP, not 0: asyncio turns Nagle's algorithm off
+    (TCP_NODELAY) only on connections whose socket says TCP, and a response
+    written in two sends would otherwise wait out the client's delayed ACK
+    (about 40 ms a request).
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family, backlog=2048)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def run_workers(config: StoreConfig, *, host: str = "127.0.0.1", port: int = 8080,
