@@ -142,7 +142,7 @@ def test_restart_budget_counts_deaths_within_the_window() -> None:
     assert budget.allow() and budget.allow() and not budget.allow()
 
 
-def test_connections_on_the_masters_socket_turn_nagle_off() -> None:
+def test_connections_on_a_workers_socket_turn_nagle_off() -> None:
     """asyncio sets TCP_NODELAY only on sockets that say TCP; without it each
     response would wait out the client's delayed ACK (tens of ms)."""
     sock = listen("127.0.0.1", 0)

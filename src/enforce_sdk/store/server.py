@@ -8,8 +8,8 @@ the line names the real one), which scripts and test fixtures wait for.
 Connections are served by store/http_guard: header limits, read timeouts and
 framing rules, and no query strings in the access log.
 
-Several processes behind one port: store/workers binds it once and forks
-workers that each run `serve_worker` on the inherited socket.
+Several processes behind one port: store/workers reserves it and forks
+workers that each listen on it (SO_REUSEPORT) and run `serve_worker`.
 """
 
 from __future__ import annotations
@@ -159,14 +159,14 @@ def run(
 def serve_worker(config: StoreConfig, slot: WorkerSlot, sock: socket.socket, *,
                  access_log: bool, log_level: str, master_pid: int,
                  on_ready: Callable[[], None]) -> None:
-    """Serve as worker `slot.index` on the master's listening socket, until SIGTERM/SIGINT
+    """Serve as worker `slot.index` on its listening socket `sock`, until SIGTERM/SIGINT
     or the master is gone; opens (and finally closes) this worker's own storage."""
     host, port = sock.getsockname()[:2]
     server = _build(config, None, host, port, access_log=access_log, log_level=log_level,
                     announce=lambda _url: on_ready(), slot=slot)
     server.master_pid = master_pid
     try:
-        asyncio.run(server.serve(sockets=[sock]))
+        server.run(sockets=[sock])
     finally:
         server.close_storage()
 

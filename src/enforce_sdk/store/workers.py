@@ -1,10 +1,16 @@
 """Several Label Store processes behind one port: a pre-fork master that supervises them.
 
-`run_workers(..., workers=N)` binds the listening socket once, makes a run
-directory, and forks N workers; each opens its own storage handle and serves
-the whole app on the inherited socket (store/server.serve_worker), so the
-kernel hands each new connection to one of them. Forking before any storage
-is opened keeps every SQLite connection and Redis pool private to one process.
+`run_workers(..., workers=N)` reserves the port (bound with SO_REUSEPORT, not
+listening; port 0 resolves to a free one here), makes a run directory, and
+forks N workers. Each opens its own listening socket on that port with
+SO_REUSEPORT and its own storage handle, and serves the whole app
+(store/server.serve_worker). The kernel spreads new connections over the
+listening sockets by a hash of their addresses, so long-lived keep-alive
+connections (SDK hosts) end up balanced; one socket shared by all workers
+would let whichever worker wakes first accept a whole burst of them (after a
+store restart, every client reconnects at once). The cost: connections still
+queued on a worker's socket when it dies are reset. Forking before any
+storage is opened keeps every SQLite connection and Redis pool private.
 What the workers share goes through the run directory (store/worker_slot):
 head notices that wake change-feed long-polls across workers, and one bloom
 snapshot built by worker 0 (store/shared_bloom).
@@ -75,19 +81,31 @@ class RestartBudget:
         return len(self._deaths) <= self.limit
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """The listening socket every worker inherits (port 0: a free one).
-
-    Made with proto IPPROTO_TCP, not 0: asyncio turns Nagle's algorithm off
-    (TCP_NODELAY) only on connections whose socket says TCP, and a response
-    written in two sends would otherwise wait out the client's delayed ACK
-    (about 40 ms a request).
-    """
+def _bound(host: str, port: int) -> socket.socket:
+    # proto IPPROTO_TCP, not 0: asyncio turns Nagle's algorithm off (TCP_NODELAY)
+    # only on connections whose socket says TCP, and a response written in two
+    # sends would otherwise wait out the client's delayed ACK (~40 ms a request).
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def reserve(host: str, port: int) -> socket.socket:
+    """Hold the port for the workers (bound, not listening: it takes no connections)."""
+    return _bound(host, port)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A worker's own listening socket on the reserved port."""
+    sock = _bound(host, port)
+    try:
         sock.listen(2048)
     except BaseException:
         sock.close()
@@ -109,7 +127,7 @@ def run_workers(config: StoreConfig, *, host: str = "127.0.0.1", port: int = 808
         return
     configure_logging(log_level)
     try:
-        sock = listen(host, port)
+        sock = reserve(host, port)
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", host, port, exc)
         raise SystemExit(1) from exc
@@ -286,7 +304,10 @@ class _Master:
             def ready() -> None:
                 os.write(ready_w, bytes([index]))
 
-            serve_worker(self.config, WorkerSlot(index, self.count, self.run_dir), self.sock,
+            host, port = self.sock.getsockname()[:2]
+            listener = listen(host, port)
+            self.sock.close()
+            serve_worker(self.config, WorkerSlot(index, self.count, self.run_dir), listener,
                          access_log=self.access_log, log_level=self.log_level,
                          master_pid=self.pid, on_ready=ready)
             code = 0
