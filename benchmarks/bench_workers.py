@@ -5,8 +5,9 @@ in msgpack. Load comes from client processes with raw keep-alive sockets: each
 request is pre-encoded and only the response's framing is parsed, so a
 request costs the load generator a small fraction of what it costs the store,
 and what is measured is the store. Each client process keeps CONNECTIONS
-requests in flight (one per connection); `/healthz` on each connection first
-says which worker took it.
+requests in flight (one per connection, each sending its next request as
+soon as its answer is in); `/healthz` on each connection first says which
+worker took it.
 
 CPU split (where os.sched_setaffinity is allowed and there are 2+ cores):
 - "pinned": 1 worker alone on CPU 1 with the clients on CPU 0 (the baseline
@@ -26,6 +27,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import selectors
 import socket
 import statistics
 import sys
@@ -56,7 +58,7 @@ RUNS = 3 if FULL else 1
 WARMUP_S = 1.0 if FULL else 0.3
 WINDOW_S = 4.0 if FULL else 0.7
 CLIENTS = 2  # load generator processes
-CONNECTIONS = 4  # requests in flight per client process
+CONNECTIONS = 8  # requests in flight per client process
 BATCH_KEYS = 100
 LABELED_PER_BATCH = 90
 BATCHES = 200
@@ -80,19 +82,24 @@ class _Conn:
         self.buf = b""
 
     def response(self) -> tuple[int, bytes]:
-        while b"\r\n\r\n" not in self.buf:
-            self._more()
-        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        while (answer := self.take()) is None:
+            self.more()
+        return answer
+
+    def take(self) -> tuple[int, bytes] | None:
+        """A whole response from what was received, or None (not all here yet)."""
+        head, sep, rest = self.buf.partition(b"\r\n\r\n")
+        if not sep:
+            return None
         lines = head.split(b"\r\n")
-        status = int(lines[0].split()[1])
         length = next(int(v) for k, _, v in (ln.partition(b":") for ln in lines[1:])
                       if k.strip().lower() == b"content-length")
-        while len(self.buf) < length:
-            self._more()
-        body, self.buf = self.buf[:length], self.buf[length:]
-        return status, body
+        if len(rest) < length:
+            return None
+        self.buf = rest[length:]
+        return int(lines[0].split()[1]), rest[:length]
 
-    def _more(self) -> None:
+    def more(self) -> None:
         chunk = self.sock.recv(262144)
         if not chunk:
             raise ConnectionError("the store closed the connection")
@@ -112,16 +119,24 @@ def _client(port: int, requests: list[bytes], cpus: set[int] | None, ready: Any,
     ready.put(os.getpid())
     start = go.get(timeout=120)  # every client connected: the same clock for all
     begin, end = start + WARMUP_S, start + WARMUP_S + WINDOW_S
-    done, i, errors = 0, 0, 0
+    # Each connection on its own: the next request goes as soon as its answer is in,
+    # so a slower worker does not hold back the connections of a faster one.
+    sel = selectors.DefaultSelector()
+    for i, c in enumerate(conns):
+        sel.register(c.sock, selectors.EVENT_READ, c)
+        c.sock.sendall(requests[i % len(requests)])
+    sent, done, errors = len(conns), 0, 0
     while (now := time.time()) < end:
-        for c in conns:
-            c.sock.sendall(requests[i % len(requests)])
-            i += 1
-        for c in conns:
-            status, _ = c.response()
-            errors += status != 200
-        if now >= begin:
-            done += len(conns)
+        for key, _ in sel.select(end - now):
+            c = key.data
+            c.more()
+            answer = c.take()
+            if answer is None:
+                continue
+            errors += answer[0] != 200
+            done += time.time() >= begin
+            c.sock.sendall(requests[sent % len(requests)])
+            sent += 1
     out.put({"done": done, "errors": errors, "workers": workers})
 
 
