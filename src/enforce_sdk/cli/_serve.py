@@ -26,16 +26,25 @@ from ._common import EXIT_USAGE, CliError, translate_errors
               envvar="ENFORCE_STORE_STORAGE",
               help="Storage backend URL, overriding the config's storage.url: sqlite:///PATH or "
               "redis-cluster://HOST:PORT,HOST:PORT[?namespace=NAME] (env ENFORCE_STORE_STORAGE).")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              envvar="ENFORCE_STORE_WORKERS",
+              help="Store processes serving the one port (a master forks and supervises them; "
+              "each opens the storage). Use about one per core; see docs/storage.md "
+              "(env ENFORCE_STORE_WORKERS).")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               default="info", show_default=True)
 @click.option("--access-log/--no-access-log", default=True, show_default=True,
               help="Log every request.")
 def serve(config_path: Path | None, host: str, port: int, db: Path | None,
-          storage_url: str | None, log_level: str, access_log: bool) -> None:
-    """Run the Label Store until Ctrl-C / SIGTERM (graceful: in-flight requests finish)."""
+          storage_url: str | None, workers: int, log_level: str, access_log: bool) -> None:
+    """Run the Label Store until Ctrl-C / SIGTERM (graceful: in-flight requests finish).
+
+    With --workers N, N processes share the port: a master restarts a worker that
+    dies, stops them all on Ctrl-C / SIGTERM, and exits non-zero if they keep dying.
+    """
     from ..store.config import StorageSection, StoreConfig
-    from ..store.server import run
     from ..store.storage.backends import check_storage_url
+    from ..store.workers import run_workers
 
     with translate_errors():
         config = StoreConfig.load(config_path)
@@ -50,8 +59,9 @@ def serve(config_path: Path | None, host: str, port: int, db: Path | None,
             click.echo("warning: no [[tokens]] configured: every /v1 request will be refused "
                        "(401); see docs/security.md", err=True)
         try:
-            run(config, host=host, port=port, access_log=access_log, log_level=log_level)
-        except SystemExit as exc:  # uvicorn exits when it cannot bind or start
+            run_workers(config, host=host, port=port, workers=workers, access_log=access_log,
+                        log_level=log_level)
+        except SystemExit as exc:  # uvicorn (or the master) exits when it cannot bind or start
             if exc.code not in (0, None):
-                raise CliError(f"the store could not start on {host}:{port} "
-                               "(see the log above)", EXIT_USAGE) from exc
+                raise CliError(f"the store on {host}:{port} could not start, or its workers "
+                               "kept dying (see the log above)", EXIT_USAGE) from exc

@@ -1,4 +1,4 @@
-"""`python -m enforce_sdk.store --config PATH --host H --port P`: run the Label Store."""
+"""`python -m enforce_sdk.store --config PATH --host H --port P [--workers N]`: run the Label Store."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 from .._errors import ConfigError, InvalidInputError, StorageError
 from .config import StoreConfig
-from .server import run
+from .workers import MAX_WORKERS, run_workers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,14 +16,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="TOML config file (defaults apply without one)")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help=f"store processes behind the port, 1..{MAX_WORKERS} (default 1)")
     parser.add_argument("--no-access-log", action="store_true", help="do not log every request")
     parser.add_argument("--log-level", default="info",
                         choices=["critical", "error", "warning", "info", "debug"])
     args = parser.parse_args(argv)
+    if not 1 <= args.workers <= MAX_WORKERS:
+        parser.error(f"--workers must be in 1..{MAX_WORKERS}")
     try:
         config = StoreConfig.load(args.config)
-        run(config, host=args.host, port=args.port, access_log=not args.no_access_log,
-            log_level=args.log_level)
+        run_workers(config, host=args.host, port=args.port, workers=args.workers,
+                    access_log=not args.no_access_log, log_level=args.log_level)
     except ConfigError as exc:
         print(f"enforce-sdk store: bad config: {exc}", file=sys.stderr)
         return 2

@@ -10,6 +10,11 @@ known to this process passes its position. Writes through this process wake
 waiters at once; a shared poller re-reads the storage head every
 `feed.poll_interval_seconds` while anyone waits, so writes made by other store
 processes in front of the same backend wake them too.
+
+Run as one of several workers of a master (store/workers, given a WorkerSlot),
+a worker also tells its siblings the head after each write (store/worker_slot),
+serves the bloom snapshot they share (store/shared_bloom), and leaves the
+background upkeep (snapshot refresh, feed pruning, expiry purges) to worker 0.
 """
 
 from __future__ import annotations
@@ -55,7 +60,9 @@ from .requests import (
     storage_error_response,
     wait_param,
 )
+from .shared_bloom import SharedBloomSnapshots
 from .storage.base import AppliedBatch, DeleteOp, LabelStorage, WriteKey, WriteOp
+from .worker_slot import HeadNotices, WorkerSlot
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +78,8 @@ def _utc_now() -> datetime:
 class LabelStoreService:
     """Request handlers of the v1 API, bound to one config and one storage."""
 
-    def __init__(self, config: StoreConfig, storage: LabelStorage, *, clock: Clock = _utc_now):
+    def __init__(self, config: StoreConfig, storage: LabelStorage, *, clock: Clock = _utc_now,
+                 slot: WorkerSlot | None = None):
         self.config = config
         self.storage = storage
         self.clock = clock
@@ -83,8 +91,18 @@ class LabelStoreService:
                 log.warning("token %r may write as any source, human included (sources = "
                             "[\"*\"]): list the sources it writes to bind it", token.name)
         self.watcher = HeadWatcher(self._read_head, config.feed.poll_interval_seconds)
-        self.bloom = BloomSnapshots(storage, config.bloom.fp_rate)
+        self.slot = slot
+        self.bloom: BloomSnapshots | SharedBloomSnapshots = (
+            BloomSnapshots(storage, config.bloom.fp_rate) if slot is None
+            else SharedBloomSnapshots(storage, config.bloom.fp_rate, slot.bloom_path))
+        self._notices: HeadNotices | None = None  # to sibling workers, while serving
         self._in_flight = InFlightKeys()
+
+    def _wrote(self, head: int) -> None:
+        """A write here moved the head: wake this process's long-polls, then the siblings'."""
+        self.watcher.advance(head)
+        if self._notices is not None:
+            self._notices.send(head)
 
     async def _read_head(self) -> int:
         return await run_in_threadpool(self.storage.head_seq)
@@ -111,7 +129,7 @@ class LabelStoreService:
                 applied = await run_in_threadpool(work)
             except WriteKeyReusedError as exc:
                 raise Problem(422, "idempotency_key_reused", exc.problem, field=exc.field) from exc
-        self.watcher.advance(applied.seq)
+        self._wrote(applied.seq)
         counts = Counter(o.value for o in applied.outcomes)
         log.info("write batch actor=%s ops=%d %s head=%d%s", caller.name, len(ops),
                  " ".join(f"{k}={v}" for k, v in sorted(counts.items())), applied.seq,
@@ -128,7 +146,11 @@ class LabelStoreService:
     # -- endpoints -------------------------------------------------------------------------
 
     async def healthz(self, request: Request) -> Response:
-        return respond(request, {"status": "ok"})
+        if self.slot is None:
+            return respond(request, {"status": "ok"})
+        # Which worker answered, and how many change-feed long-polls are parked on it.
+        return respond(request, {"status": "ok", "worker": self.slot.index,
+                                 "long_polls": self.watcher.waiters})
 
     async def readyz(self, request: Request) -> Response:
         def probe() -> int:
@@ -386,7 +408,7 @@ class LabelStoreService:
         before = now - timedelta(seconds=self.config.storage.expired_grace_seconds)
         purged = await run_in_threadpool(self.storage.purge_expired, before, now=now)
         if purged:
-            self.watcher.advance(await self._read_head())
+            self._wrote(await self._read_head())
             log.info("purged the labels of %d entities that expired before %s", purged,
                      before.isoformat())
         return purged
@@ -416,16 +438,26 @@ class LabelStoreService:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        pruner = asyncio.create_task(self.prune_forever(), name="enforce-store-feed-pruner")
-        bloom = asyncio.create_task(self.refresh_bloom_forever(), name="enforce-store-bloom")
-        purger = asyncio.create_task(self.purge_expired_forever(), name="enforce-store-expiry")
+        tasks: list[asyncio.Task[None]] = []
+        if self.slot is None or self.slot.keeps_shared_state:
+            tasks = [
+                asyncio.create_task(self.prune_forever(), name="enforce-store-feed-pruner"),
+                asyncio.create_task(self.refresh_bloom_forever(), name="enforce-store-bloom"),
+                asyncio.create_task(self.purge_expired_forever(), name="enforce-store-expiry"),
+            ]
+        if self.slot is not None and self.slot.count > 1:
+            self._notices = HeadNotices(self.slot)
+            self._notices.listen(self.watcher.advance)
         try:
             yield
         finally:
-            for task in (pruner, bloom, purger):
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if self._notices is not None:
+                self._notices.close()
+                self._notices = None
             await self.watcher.stop()
 
     def routes(self) -> list[Route]:
@@ -471,9 +503,11 @@ def _event(e: AuditEvent) -> dict[str, Any]:
     }
 
 
-def create_app(config: StoreConfig, storage: LabelStorage, *, clock: Clock = _utc_now) -> Starlette:
-    """The ASGI app of the Label Store; `clock` gives wall time for audit and retention."""
-    service = LabelStoreService(config, storage, clock=clock)
+def create_app(config: StoreConfig, storage: LabelStorage, *, clock: Clock = _utc_now,
+               slot: WorkerSlot | None = None) -> Starlette:
+    """The ASGI app of the Label Store; `clock` gives wall time for audit and retention;
+    `slot`: this process is one of a master's workers (store/workers)."""
+    service = LabelStoreService(config, storage, clock=clock, slot=slot)
     app = Starlette(
         routes=service.routes(),
         lifespan=service.lifespan,

@@ -25,7 +25,9 @@ the keys, whose bits only raise the FP rate. Refreshes and builds block
 (storage reads, hashing), so callers run them in a thread.
 
 ETag: `"<build>.<seq>"`, where `<build>` names one full build of one process:
-the bytes behind an ETag never change, and a new ETag means new bytes.
+the bytes behind an ETag never change, and a new ETag means new bytes. A
+process that `adopt`s a snapshot built by another (the workers of one master
+share one, store/shared_bloom) goes on from its filter under its build name.
 """
 
 from __future__ import annotations
@@ -135,6 +137,15 @@ class BloomSnapshots:
         with self._lock:
             current = self.current
             return current if current is not None else self._rebuild()
+
+    def adopt(self, snapshot: BloomSnapshot) -> None:
+        """Go on from a snapshot another process built: serve it as is (same ETag) and
+        bring its filter up to date from the change feed on the next `refresh()`."""
+        bloom = BloomFilter.from_bytes(snapshot.data)
+        with self._lock:
+            self._bloom, self._capacity, self.stale = bloom, snapshot.capacity, 0
+            self._build = snapshot.etag.strip('"').rpartition(".")[0]
+            self.current = snapshot
 
     def _rebuild(self) -> BloomSnapshot:
         bloom, capacity, seconds = build_snapshot(self._storage, self.fp_rate, timer=self._timer)

@@ -7,12 +7,17 @@ in-flight requests finish, then closes the storage. Once listening it prints
 the line names the real one), which scripts and test fixtures wait for.
 Connections are served by store/http_guard: header limits, read timeouts and
 framing rules, and no query strings in the access log.
+
+Several processes behind one port: store/workers reserves it and forks
+workers that each listen on it (SO_REUSEPORT) and run `serve_worker`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import socket
 import threading
 from collections.abc import Callable
@@ -26,10 +31,12 @@ from .config import StoreConfig
 from .http_guard import protocol_class, scrub_access_log
 from .storage.backends import open_storage
 from .storage.base import LabelStorage
+from .worker_slot import WorkerSlot
 
 log = logging.getLogger(__name__)
 LISTENING_PREFIX = "enforce-sdk store listening on "
 _GRACEFUL_SHUTDOWN_SECONDS = 10
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 class _StoreServer(uvicorn.Server):
@@ -42,6 +49,7 @@ class _StoreServer(uvicorn.Server):
         self.url: str | None = None
         self._announce = announce
         self._storage_closed = False
+        self.master_pid: int | None = None  # as a master's worker: stop if it is gone
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -51,6 +59,20 @@ class _StoreServer(uvicorn.Server):
             shown = f"[{host}]" if ":" in host else host
             self.url = f"http://{shown}:{port}"
             self._announce(self.url)
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        with self.capture_signals():
+            # A worker is forked with SIGTERM/SIGINT blocked (store/workers): a stop
+            # signal sent while it started is delivered now, to uvicorn's handler.
+            if self.master_pid is not None:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+            await self._serve(sockets)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.master_pid is not None and os.getppid() != self.master_pid and not self.should_exit:
+            log.error("the store master (pid %d) is gone: stopping this worker", self.master_pid)
+            self.should_exit = True
+        return await super().on_tick(counter)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.service.watcher.close()
@@ -73,6 +95,13 @@ def _print_listening(url: str) -> None:
     print(LISTENING_PREFIX + url, flush=True)
 
 
+def configure_logging(log_level: str) -> None:
+    """Log to stderr at `log_level`, unless the embedding program configured logging."""
+    if not logging.getLogger().handlers and not log.handlers:
+        logging.basicConfig(level=log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def _build(
     config: StoreConfig,
     storage: LabelStorage | None,
@@ -82,9 +111,10 @@ def _build(
     access_log: bool,
     log_level: str,
     announce: Callable[[str], None],
+    slot: WorkerSlot | None = None,
 ) -> _StoreServer:
     store = storage if storage is not None else open_storage(config.storage.url)
-    app = create_app(config, store)
+    app = create_app(config, store, slot=slot)
     uv_config = uvicorn.Config(
         app,
         host=host,
@@ -117,13 +147,26 @@ def run(
 
     `storage` overrides the backend named by `config.storage.url` (it is closed too).
     """
-    if not logging.getLogger().handlers and not log.handlers:
-        logging.basicConfig(level=log_level.upper(),
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level)
     server = _build(config, storage, host, port, access_log=access_log, log_level=log_level,
                     announce=_print_listening)
     try:
         server.run()  # uvicorn exits the process (SystemExit) if it cannot bind or start
+    finally:
+        server.close_storage()
+
+
+def serve_worker(config: StoreConfig, slot: WorkerSlot, sock: socket.socket, *,
+                 access_log: bool, log_level: str, master_pid: int,
+                 on_ready: Callable[[], None]) -> None:
+    """Serve as worker `slot.index` on its listening socket `sock`, until SIGTERM/SIGINT
+    or the master is gone; opens (and finally closes) this worker's own storage."""
+    host, port = sock.getsockname()[:2]
+    server = _build(config, None, host, port, access_log=access_log, log_level=log_level,
+                    announce=lambda _url: on_ready(), slot=slot)
+    server.master_pid = master_pid
+    try:
+        server.run(sockets=[sock])
     finally:
         server.close_storage()
 
