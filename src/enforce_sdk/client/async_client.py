@@ -41,6 +41,10 @@ from .threaded_reader import ThreadedStoreReader
 
 __all__ = ["AsyncEnforcementClient"]
 
+# Store reads run on at most this many I/O threads (max_in_flight caps reads per loop; more
+# threads than this only contend for the GIL: 256 of them timed reads out under load).
+MAX_IO_THREADS = 16
+
 
 class _LoopState:
     """What one event loop uses: its fetcher and the reader it sends with."""
@@ -94,7 +98,7 @@ class AsyncEnforcementClient(BaseEnforcementClient):
         self._borrowed = store
         # the owned store: one reader on I/O threads, shared by every loop
         self._io = None if store is not None else ThreadedStoreReader(
-            self._open_store, max_threads=max_in_flight)
+            self._open_store, max_threads=min(max_in_flight, MAX_IO_THREADS))
         self._loops_lock = threading.Lock()
         self._loops: dict[asyncio.AbstractEventLoop, _LoopState] = {}
         self._last: tuple[asyncio.AbstractEventLoop, AsyncSingleFlightFetcher] | None = None
