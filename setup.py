@@ -8,7 +8,6 @@ of a compiler traceback.
 """
 
 import shutil
-
 import sys
 
 from setuptools import Extension, setup
