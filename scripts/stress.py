@@ -90,7 +90,8 @@ def run(burners: int, rounds: int, args: list[str]) -> int:
     pytest: subprocess.Popen[bytes] | None = None
     try:
         procs = start_burners(burners)
-        say(f"{burners} burner(s) started, pids {' '.join(str(p.pid) for p in procs)}")
+        if procs:
+            say(f"{burners} burner(s) started, pids {' '.join(str(p.pid) for p in procs)}")
         for n in range(1, rounds + 1):
             say(f"round {n}/{rounds}: {' '.join(command[1:])}")
             started = time.monotonic()
