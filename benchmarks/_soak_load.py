@@ -86,6 +86,7 @@ class Calls:
                 # the client's own counters, since it started
                 "sdk_degraded": stats.degraded, "sdk_fetch_errors": stats.fetch_errors,
                 "sdk_feed_errors": stats.feed_errors, "sdk_snapshot_loads": stats.snapshot_loads,
+                "sdk_config_rejected": stats.config_rejected,
                 **usage()}
 
 

@@ -177,8 +177,9 @@ def summarise(run: dict[str, Any]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"interval": i, "reports": len(mine)}
         row["calls"] = sum(len(v) for r in clients for v in r["latency"].values())
         for key in ("escaped", "degraded", "canary_wrong", "sdk_degraded", "sdk_fetch_errors",
-                    "sdk_feed_errors", "sdk_snapshot_loads"):
+                    "sdk_feed_errors", "sdk_snapshot_loads", "sdk_config_rejected"):
             row[key] = sum(r[key] for r in clients)
+        row["config_version_min"] = min((r["config_version"] for r in clients), default=None)
         for kind in KINDS:
             lat = sorted(x for r in clients for x in r["latency"][kind])
             if lat:
@@ -229,7 +230,8 @@ def leaks(run: dict[str, Any], warmup: int) -> list[str]:
 def soak_results(run: dict[str, Any], warmup: int, seconds: float,
                  interval: float) -> dict[str, Any]:
     rows = summarise(run)
-    cumulative = ("sdk_degraded", "sdk_fetch_errors", "sdk_feed_errors", "sdk_snapshot_loads")
+    cumulative = ("sdk_degraded", "sdk_fetch_errors", "sdk_feed_errors", "sdk_snapshot_loads",
+                  "sdk_config_rejected")
     return {
         "setup": {"seconds": seconds, "interval_s": interval, "warmup_intervals": warmup,
                   "processes": sorted(run["exitcodes"]), "config_pushes": len(run["pushes"]),
