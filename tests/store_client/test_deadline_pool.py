@@ -1,4 +1,4 @@
-"""The deadline transport's pool never closes a connection on its own while the client is busy.
+"""The store client's pool never closes a connection a request may be using, nor does the store.
 
 httpcore 1.0.9 closes "surplus" idle connections (more connections in the pool
 than its keep-alive limit, busy ones counted) outside its lock, including one
@@ -7,18 +7,27 @@ socket. Seen in the default test run as `ReadError: [Errno 9] Bad file
 descriptor` on 2 of 256 concurrent async checks (benchmarks/bench_async.py).
 Here more requests than httpcore's default keep-alive limit (20) are in flight
 at once over a fake network, and no connection may be closed until the client is.
+
+With the pool keeping its idle connections, the next run of that benchmark lost
+3 reads to "connection reset by peer" / "server disconnected without sending a
+response": idle connections reused just as the store (uvicorn's default 5 s)
+closed them, the client's own limit being 5 s too. The store now keeps them
+well past the client's limit, so the client always closes first.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import httpcore
 import httpx
 
-from enforce_sdk.store_client.deadline import DeadlineTransport
+from enforce_sdk.store import StoreConfig
+from enforce_sdk.store.server import start_in_thread
+from enforce_sdk.store_client.deadline import KEEPALIVE_EXPIRY, DeadlineTransport
 
 IN_FLIGHT = 30  # above httpcore's default max_keepalive_connections (20)
 ANSWER = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
@@ -99,3 +108,13 @@ def test_no_connection_is_closed_under_a_busy_client() -> None:
     assert network.opened == IN_FLIGHT  # all in flight at once, then every one reused
     assert closed_while_in_use == 0
     assert network.closed == IN_FLIGHT  # closing the client closes them all
+
+
+def test_the_store_keeps_idle_connections_longer_than_the_client_reuses_them(
+        tmp_path: Path) -> None:
+    config = StoreConfig.from_dict({"storage": {"url": f"sqlite://{tmp_path / 'labels.db'}"}})
+    with start_in_thread(config) as server:
+        kept = server._server.config.timeout_keep_alive
+    # a client starved for seconds between picking a connection and sending on it still
+    # sends before the store gives up on that connection
+    assert kept >= KEEPALIVE_EXPIRY + 20

@@ -27,6 +27,11 @@ from .storage.base import LabelStorage
 log = logging.getLogger(__name__)
 LISTENING_PREFIX = "enforce-sdk store listening on "
 _GRACEFUL_SHUTDOWN_SECONDS = 10
+# How long an idle keep-alive connection stays open: well beyond any client's own idle
+# limit (the SDK's store client drops one after 5 s), so it is the client that closes
+# idle connections. A server closing one just as a client reuses it loses that request
+# ("connection reset" or "disconnected without sending a response").
+KEEP_ALIVE_SECONDS = 30
 
 
 class _StoreServer(uvicorn.Server):
@@ -90,6 +95,7 @@ def _build(
         access_log=access_log,
         log_level=log_level,
         timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_SECONDS,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         server_header=False,
     )
     return _StoreServer(uv_config, app.state.service, announce)

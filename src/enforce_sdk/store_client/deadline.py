@@ -20,7 +20,8 @@ its lock, so it can close a connection it has just handed to a waiting request.
 That request then reads a closed socket (EBADF) or waits for its deadline. With
 one origin per client and no surplus to close, the pool never closes a
 connection that a request may be about to use; idle ones still close after
-`keepalive_expiry`.
+`keepalive_expiry` (KEEPALIVE_EXPIRY), well before the Label Store closes its end
+(30 s), so a request is never sent on a connection the store is closing.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import httpcore
 import httpx
 
 _DEADLINE: ContextVar[float | None] = ContextVar("enforce_sdk_store_deadline", default=None)
+KEEPALIVE_EXPIRY = 5.0  # seconds an idle connection may be reused; the store keeps it 30 s
 _LAST_CHANCE = 1e-6  # seconds: a read past the deadline only takes what is already there
 
 # httpcore's errors as httpx's (what store_client/client translates), most specific first.
@@ -158,7 +160,7 @@ def _translate(exc: Exception, request: httpx.Request, note: str) -> Exception:
 class DeadlineTransport(httpx.BaseTransport):
     """httpx's HTTP/1.1 transport, with `deadline(...)` bounding each request whole."""
 
-    def __init__(self, *, max_connections: int = 100, keepalive_expiry: float = 5.0,
+    def __init__(self, *, max_connections: int = 100, keepalive_expiry: float = KEEPALIVE_EXPIRY,
                  network_backend: httpcore.NetworkBackend | None = None) -> None:
         self._pool = httpcore.ConnectionPool(
             ssl_context=httpx.create_ssl_context(),
