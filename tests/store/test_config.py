@@ -30,7 +30,7 @@ def test_defaults_without_a_file() -> None:
     assert config.tokens == ()
     assert (config.http.max_header_bytes, config.http.max_header_count) == (16384, 100)
     assert (config.http.header_timeout_seconds, config.http.body_timeout_seconds) == (10, 30)
-    assert config.http.keep_alive_seconds == 5
+    assert config.http.keep_alive_seconds == 30
     assert config.idempotency.retention_seconds == 86400
 
 

@@ -72,7 +72,10 @@ class HttpSection:
     max_header_count: int = 100  # header fields in one request (431)
     header_timeout_seconds: float = 10.0  # from the first byte (or connect) to the end of the head (408)
     body_timeout_seconds: float = 30.0  # from the end of the head to the end of the body (408)
-    keep_alive_seconds: int = 5  # an idle connection between requests is closed after this
+    # An idle connection between requests is closed after this: well beyond the SDK store
+    # client's own idle limit (5 s), so it is the client that closes idle connections; a
+    # server closing one just as a client reuses it loses that request.
+    keep_alive_seconds: int = 30
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ _GRACEFUL_SHUTDOWN_SECONDS = 10
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
+
 class _StoreServer(uvicorn.Server):
     """uvicorn.Server that announces its URL, releases long-polls and closes storage on exit."""
 

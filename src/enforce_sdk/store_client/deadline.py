@@ -12,6 +12,16 @@ connection, so its pool slot is free at once.
 
 Outside `deadline(...)` the transport behaves as httpx's own (per-operation
 timeouts only).
+
+The pool keeps as many idle connections as it may open (`max_connections`):
+httpcore 1.0.9 closes "surplus" idle connections whenever the pool holds more
+connections, busy ones included, than its keep-alive limit, and does so outside
+its lock, so it can close a connection it has just handed to a waiting request.
+That request then reads a closed socket (EBADF) or waits for its deadline. With
+one origin per client and no surplus to close, the pool never closes a
+connection that a request may be about to use; idle ones still close after
+`keepalive_expiry` (KEEPALIVE_EXPIRY), well before the Label Store closes its end
+(30 s), so a request is never sent on a connection the store is closing.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ import httpx
 from .._errors import InvalidInputError
 
 _DEADLINE: ContextVar[float | None] = ContextVar("enforce_sdk_store_deadline", default=None)
+KEEPALIVE_EXPIRY = 5.0  # seconds an idle connection may be reused; the store keeps it 30 s
 _LAST_CHANCE = 1e-6  # seconds: a read past the deadline only takes what is already there
 
 # httpcore's errors as httpx's (what store_client/client translates), most specific first.
@@ -92,8 +103,8 @@ class _Stream(httpcore.NetworkStream):
 
 
 class _Backend(httpcore.NetworkBackend):
-    def __init__(self) -> None:
-        self._inner = httpcore.SyncBackend()
+    def __init__(self, inner: httpcore.NetworkBackend | None = None) -> None:
+        self._inner = inner or httpcore.SyncBackend()
 
     def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                     local_address: str | None = None,
@@ -151,14 +162,14 @@ def _translate(exc: Exception, request: httpx.Request, note: str) -> Exception:
 class DeadlineTransport(httpx.BaseTransport):
     """httpx's HTTP/1.1 transport, with `deadline(...)` bounding each request whole."""
 
-    def __init__(self, *, max_connections: int = 100, max_keepalive: int = 20,
-                 keepalive_expiry: float = 5.0) -> None:
+    def __init__(self, *, max_connections: int = 100, keepalive_expiry: float = KEEPALIVE_EXPIRY,
+                 network_backend: httpcore.NetworkBackend | None = None) -> None:
         self._pool = httpcore.ConnectionPool(
             ssl_context=httpx.create_ssl_context(),
             max_connections=max_connections,
-            max_keepalive_connections=max_keepalive,
+            max_keepalive_connections=max_connections,  # none surplus: see the module docstring
             keepalive_expiry=keepalive_expiry,
-            network_backend=_Backend(),
+            network_backend=_Backend(network_backend),
         )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
