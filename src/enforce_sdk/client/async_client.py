@@ -196,13 +196,9 @@ class AsyncEnforcementClient(BaseEnforcementClient):
     ) -> list[Decision]:
         """Decisions for a page: the native gate's, then the read path's for the rest."""
         core = self._core
-        gate = core.native_gate
-        if done is None and gate is not None:
-            answer = gate.check_many(entities, surface, related)
-            if answer is not None:
-                done, undone = answer
-                if not undone:
-                    return done  # type: ignore[return-value]
+        finished, done = core.native_page(surface, entities, related, done)
+        if finished is not None:
+            return finished
         batch = core.begin(surface, entities, related, done)
         outcome: FetchOutcome | Exception | None = None
         if batch.missing:

@@ -63,16 +63,6 @@ T = TypeVar("T")
 MEMO_SECONDS = 1.0  # how long a labeled entity's decision is reused (see _resolve_cached)
 
 
-
-
-
-
-
-
-
-
-
-
 class ReadPath:
     """The I/O-free read path of one client over the state its runtime owns.
 
@@ -160,6 +150,26 @@ class ReadPath:
             stats.count_degraded(BLOOM_STALE)
             decision = decision.degrade(BLOOM_STALE, _BLOOM_STALE_DETAIL)
         return decision
+
+    def native_page(
+        self,
+        surface: str,
+        entities: Iterable[str],
+        related: Iterable[Related | None] | None,
+        done: list[Decision | None] | None,
+    ) -> tuple[list[Decision] | None, list[Decision | None] | None]:
+        """check_many's first step, the native gate: (decisions, None) when it answered
+        the whole page; else (None, what it answered, None where it left an item, for
+        `begin`). With `done` already given (filter's), the gate was asked: unchanged."""
+        gate = self.native_gate
+        if done is None and gate is not None:
+            answer = gate.check_many(entities, surface, related)
+            if answer is not None:
+                decisions, undone = answer
+                if not undone:
+                    return decisions, None
+                return None, decisions
+        return None, done
 
     def begin(
         self,
@@ -520,7 +530,6 @@ class ReadPath:
         return surf.resolver.fail(key, kind, detail, mode)
 
 
-
 _EMPTY: Mapping[str, Any] = {}
 _NO_LINKS: Final[dict[str, str]] = {}  # shared, never mutated: an item without links
 _NO_BAD_LINKS: Final[Mapping[int, str]] = {}
@@ -531,15 +540,3 @@ BAD_LINK: Final = DegradedKind.BAD_LINK
 STALE_CACHE: Final = DegradedKind.STALE_CACHE
 INTERNAL_ERROR: Final = DegradedKind.INTERNAL_ERROR
 _canonical_raw = CANONICAL_RE.fullmatch  # the common case of is_canonical, without a call
-
-
-
-
-
-
-
-
-
-
-
-
