@@ -12,6 +12,7 @@ import threading
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -237,4 +238,29 @@ def test_a_schema_1_database_gains_the_expiry_index_on_open(db_path: Path) -> No
         assert storage.purge_expired(ends, now=ends) == 1
         assert list(storage.iter_labeled_entities()) == ["pin:2"]
     finally:
+        storage.close()
+
+
+def _open_at(path: str, start: Any) -> None:
+    start.wait()
+    SQLiteStorage(path).close()
+
+
+def test_processes_opening_a_new_file_at_once_all_succeed(tmp_path: Path) -> None:
+    """Store workers open one new file together: switching it to WAL while another
+    process creates the schema made SQLite answer "database is locked" at once."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    for attempt in range(8):
+        path = str(tmp_path / f"new{attempt}.db")
+        start = ctx.Barrier(4)
+        procs = [ctx.Process(target=_open_at, args=(path, start)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        assert [p.exitcode for p in procs] == [0, 0, 0, 0], f"attempt {attempt}"
+        storage = SQLiteStorage(path)
+        assert storage.head_seq() == 0
         storage.close()

@@ -16,6 +16,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -100,6 +101,27 @@ class SQLiteStorage(LabelStorage):
         return conn
 
     def _init_database(self, conn: sqlite3.Connection) -> None:
+        """WAL, durability and the schema, retried while another opener holds the file.
+
+        Several processes may open a new file at once (store workers): switching it
+        to WAL needs the file to itself, and SQLite answers "database is locked" at
+        once, without its busy handler, to a connection that must upgrade a shared
+        lock while another holds a write lock. So that is retried, up to
+        `busy_timeout` in all.
+        """
+        deadline = time.monotonic() + self._busy_timeout
+        pause = 0.005
+        while True:
+            try:
+                self._init_once(conn)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
+
+    def _init_once(self, conn: sqlite3.Connection) -> None:
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StorageError(f"{self._path}: cannot switch the database to WAL (got {mode!r})")
