@@ -192,50 +192,43 @@ class SQLiteStorage(LabelStorage):
 
     # -- writes --------------------------------------------------------------------
 
-    def _apply(self, ops: list[WriteOp], *, actor: str, now: datetime) -> list[Outcome]:
-        at_us = micros(now)
-        if not ops:
-            return []
-        with self._write_lock, translate("apply"):
+    @contextlib.contextmanager
+    def _writing(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction on the writer: committed if the block ends, else rolled back."""
+        with self._write_lock, translate(what):
             if self._closed:
                 raise StorageError("the SQLite label store is closed")
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
-                outcomes = WriteBatch(conn, actor, at_us).run(ops)
+                yield conn
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-        return outcomes
+
+    def _apply(self, ops: list[WriteOp], *, actor: str, now: datetime) -> list[Outcome]:
+        if not ops:
+            return []
+        with self._writing("apply") as conn:
+            return WriteBatch(conn, actor, micros(now)).run(ops)
 
     def _apply_once(self, ops: list[WriteOp], *, actor: str, now: datetime,
                     key: WriteKey) -> AppliedBatch:
-        with self._write_lock, translate("apply"):
-            if self._closed:
-                raise StorageError("the SQLite label store is closed")
-            conn = self._writer
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = conn.execute(
-                    "SELECT fingerprint, outcomes, seq FROM write_keys "
-                    "WHERE key = ? AND expires_us > ?", (key.key, micros(now))).fetchone()
-                if row is not None:
-                    conn.execute("ROLLBACK")
-                    return recorded_outcome(key, row[0], json.loads(row[1]), row[2])
-                batch = WriteBatch(conn, actor, micros(now))
-                outcomes = batch.run(ops)
-                conn.execute(
-                    "INSERT OR REPLACE INTO write_keys (key, fingerprint, outcomes, seq, "
-                    "expires_us) VALUES (?, ?, ?, ?, ?)",
-                    (key.key, key.fingerprint, json.dumps([o.value for o in outcomes]),
-                     batch.seq, micros(key.expires_at)))
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+        with self._writing("apply") as conn:
+            row = conn.execute(
+                "SELECT fingerprint, outcomes, seq FROM write_keys "
+                "WHERE key = ? AND expires_us > ?", (key.key, micros(now))).fetchone()
+            if row is not None:  # a replay: the transaction wrote nothing
+                return recorded_outcome(key, row[0], json.loads(row[1]), row[2])
+            batch = WriteBatch(conn, actor, micros(now))
+            outcomes = batch.run(ops)
+            conn.execute(
+                "INSERT OR REPLACE INTO write_keys (key, fingerprint, outcomes, seq, "
+                "expires_us) VALUES (?, ?, ?, ?, ?)",
+                (key.key, key.fingerprint, json.dumps([o.value for o in outcomes]),
+                 batch.seq, micros(key.expires_at)))
         return AppliedBatch(outcomes, batch.seq)
 
     def _prune_write_keys(self, now: datetime) -> int:
@@ -248,26 +241,16 @@ class SQLiteStorage(LabelStorage):
 
     def _prune_changes(self, older_than: datetime) -> int:
         cutoff = micros(older_than)
-        with self._write_lock, translate("prune_changes"):
-            if self._closed:
-                raise StorageError("the SQLite label store is closed")
-            conn = self._writer
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                # Drop the longest prefix of the feed older than the cutoff, so the
-                # retained feed never has a hole even if `now` once went backwards.
-                row = conn.execute(
-                    "SELECT seq FROM changes WHERE at_us >= ? ORDER BY seq LIMIT 1", (cutoff,)
-                ).fetchone()
-                if row is None:
-                    cursor = conn.execute("DELETE FROM changes")
-                else:
-                    cursor = conn.execute("DELETE FROM changes WHERE seq < ?", (row[0],))
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+        with self._writing("prune_changes") as conn:
+            # Drop the longest prefix of the feed older than the cutoff, so the
+            # retained feed never has a hole even if `now` once went backwards.
+            row = conn.execute(
+                "SELECT seq FROM changes WHERE at_us >= ? ORDER BY seq LIMIT 1", (cutoff,)
+            ).fetchone()
+            if row is None:
+                cursor = conn.execute("DELETE FROM changes")
+            else:
+                cursor = conn.execute("DELETE FROM changes WHERE seq < ?", (row[0],))
         return cursor.rowcount
 
     # -- reads ---------------------------------------------------------------------
