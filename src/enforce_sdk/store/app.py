@@ -42,6 +42,7 @@ from .checker import LabelChecker, LabelRejectedError
 from .config import Role, StoreConfig, TokenEntry
 from .head_watcher import HeadWatcher
 from .idempotency import REPLAYED_HEADER, InFlightKeys, write_key
+from .live_policy import LivePolicy, PolicyFeed
 from .requests import (
     Caller,
     Problem,
@@ -79,7 +80,7 @@ class LabelStoreService:
     """Request handlers of the v1 API, bound to one config and one storage."""
 
     def __init__(self, config: StoreConfig, storage: LabelStorage, *, clock: Clock = _utc_now,
-                 slot: WorkerSlot | None = None):
+                 slot: WorkerSlot | None = None, policy_feed: PolicyFeed | None = None):
         self.config = config
         self.storage = storage
         self.clock = clock
@@ -97,6 +98,8 @@ class LabelStoreService:
             else SharedBloomSnapshots(storage, config.bloom.fp_rate, slot.bloom_path))
         self._notices: HeadNotices | None = None  # to sibling workers, while serving
         self._in_flight = InFlightKeys()
+        self.live_policy = LivePolicy()  # the SDK config, when a feed is given (store/live_policy)
+        self._policy_feed = policy_feed
 
     def _wrote(self, head: int) -> None:
         """A write here moved the head: wake this process's long-polls, then the siblings'."""
@@ -164,7 +167,11 @@ class LabelStoreService:
             raise Problem(503, "not_ready", f"storage is not reachable: {exc}",
                            extra={"status": "not_ready"}) from exc
         self.watcher.advance(head)
-        return respond(request, {"status": "ready", "head": head})
+        answer: dict[str, Any] = {"status": "ready", "head": head}
+        view = self.live_policy.current()
+        if view is not None:
+            answer["sdk_config"] = {"version": view.version, "origin": view.origin}
+        return respond(request, answer)
 
     async def query(self, request: Request) -> Response:
         authenticate(self._tokens, request, Role.READER)
@@ -438,6 +445,11 @@ class LabelStoreService:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        # The SDK config first: a store asked to explain with it does not serve without it.
+        # Starting may block (a ZooKeeper session), so not on the event loop.
+        stop_feed: Callable[[], None] | None = None
+        if self._policy_feed is not None:
+            stop_feed = await asyncio.to_thread(self._policy_feed, self.live_policy)
         tasks: list[asyncio.Task[None]] = []
         if self.slot is None or self.slot.keeps_shared_state:
             tasks = [
@@ -459,6 +471,8 @@ class LabelStoreService:
                 self._notices.close()
                 self._notices = None
             await self.watcher.stop()
+            if stop_feed is not None:
+                await asyncio.to_thread(stop_feed)
 
     def routes(self) -> list[Route]:
         return [
@@ -504,10 +518,11 @@ def _event(e: AuditEvent) -> dict[str, Any]:
 
 
 def create_app(config: StoreConfig, storage: LabelStorage, *, clock: Clock = _utc_now,
-               slot: WorkerSlot | None = None) -> Starlette:
+               slot: WorkerSlot | None = None, policy_feed: PolicyFeed | None = None) -> Starlette:
     """The ASGI app of the Label Store; `clock` gives wall time for audit and retention;
-    `slot`: this process is one of a master's workers (store/workers)."""
-    service = LabelStoreService(config, storage, clock=clock, slot=slot)
+    `slot`: this process is one of a master's workers (store/workers); `policy_feed`:
+    keeps `service.live_policy` on the SDK config (store/live_policy), started at startup."""
+    service = LabelStoreService(config, storage, clock=clock, slot=slot, policy_feed=policy_feed)
     app = Starlette(
         routes=service.routes(),
         lifespan=service.lifespan,
