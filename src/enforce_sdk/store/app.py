@@ -36,13 +36,14 @@ from starlette.routing import Route
 
 from .._errors import StorageError, WriteKeyReusedError
 from ..model.label import Source
-from ..model.records import AuditEvent, ChangePage, LabelStatus, StoredLabel
+from ..model.records import AuditEvent, ChangePage, LabelStatus
 from .bloom_snapshot import BloomSnapshot, BloomSnapshots
 from .checker import LabelChecker, LabelRejectedError
 from .config import Role, StoreConfig, TokenEntry
 from .head_watcher import HeadWatcher
 from .idempotency import REPLAYED_HEADER, InFlightKeys, write_key
 from .live_policy import LivePolicy, PolicyFeed
+from .query import answer_query, wanted_keys
 from .requests import (
     Caller,
     Problem,
@@ -55,6 +56,7 @@ from .requests import (
     internal_error_response,
     path_entity,
     problem_response,
+    query_form,
     read_body,
     respond,
     source_key_param,
@@ -176,34 +178,11 @@ class LabelStoreService:
     async def query(self, request: Request) -> Response:
         authenticate(self._tokens, request, Role.READER)
         body = await read_body(request, self.limits.max_body_bytes)
-        check_fields(body, {"keys"})
-        raw_keys = batch_items(body, "keys", self.limits.max_batch_keys)
-        aliases: dict[str, str] = {}
-        wanted: dict[str, None] = {}
-        for i, raw in enumerate(raw_keys):
-            if not isinstance(raw, str):
-                raise Problem(400, "bad_key", f"must be a string, got {type(raw).__name__}",
-                               field="keys", index=i)
-            key = entity_param(raw, "keys", i)
-            wanted[key] = None
-            if key != raw:
-                aliases[raw] = key
-
-        now = self.clock()
-
-        def read() -> tuple[int, dict[str, list[StoredLabel]]]:
-            head = self.storage.head_seq()  # first: the labels are at least as new as head
-            return head, self.storage.get_many(list(wanted), include_pending=False, now=now)
-
-        head, found = await run_in_threadpool(read)
-        labels = {
-            entity: [s.label.to_wire() for s in stored if s.status is LabelStatus.ACTIVE]
-            for entity, stored in found.items()
-        }
-        payload: dict[str, Any] = {"labels": {k: v for k, v in labels.items() if v}, "head": head}
-        if aliases:
-            payload["aliases"] = aliases
-        return respond(request, payload)
+        check_fields(body, {"keys", "form"})
+        compact = query_form(request, body)
+        keys, aliases = wanted_keys(batch_items(body, "keys", self.limits.max_batch_keys))
+        return await answer_query(request, self.storage, keys, aliases, self.clock(),
+                                  compact=compact)
 
     async def get_entity(self, request: Request) -> Response:
         authenticate(self._tokens, request, Role.READER)
