@@ -214,3 +214,13 @@ def test_the_feed_not_starting_is_named(labeled: StoreServerProcess,
             client.wait_until_ready(0.3)
         assert caught.value.component == "feed"
 
+
+
+def test_a_config_change_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    source = StaticConfigSource(CONFIG)
+    with EnforcementClient(nowhere(), source, follow_changes=False), \
+            caplog.at_level(logging.DEBUG, logger="enforce_sdk"):
+        source.push({**CONFIG, "version": 2})
+    at_info = [r.getMessage() for r in caplog.records
+               if r.levelno >= logging.INFO and "version 2" in r.getMessage()]
+    assert at_info == ["applied config version 2 from static"]
