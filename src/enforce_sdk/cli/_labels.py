@@ -188,15 +188,20 @@ _GOOD: dict[str, Any] = {
 @click.argument("entity")
 @click.option("--source", "source_key", required=True, metavar="SYSTEM/TYPE/NAME",
               help="Whose label to retract.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @store_options
-def rm_label(entity: str, source_key: str, url: str, token: str | None, timeout: float) -> None:
+def rm_label(entity: str, source_key: str, as_json: bool, url: str, token: str | None,
+             timeout: float) -> None:
     """Retract one source's label on ENTITY (prints deleted or not_found)."""
     with translate_errors(url):
         key = canonical_key(entity)
         Source.from_key(source_key)
     with _client(url, token, timeout) as client:
         outcome = client.delete(key, source_key)
-    click.echo(f"{outcome.value}: {key} {source_key}")
+    if as_json:
+        _echo_json({"entity": key, "source": source_key, "outcome": outcome.value})
+    else:
+        click.echo(f"{outcome.value}: {key} {source_key}")
 
 
 # -- reads --------------------------------------------------------------------------------
