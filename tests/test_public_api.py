@@ -46,7 +46,8 @@ def test_every_error_derives_from_the_root() -> None:
         assert inspect.isclass(cls) and issubclass(cls, enforce_sdk.EnforceError), cls
 
 
-WINGS = {"model", "native", "policy", "config", "store_client", "client", "store", "cli", "demo"}
+WINGS = {"model", "native", "policy", "config", "store_client", "client", "store", "cli", "demo",
+         "testing"}
 
 
 def test_public_modules_stay_private() -> None:
