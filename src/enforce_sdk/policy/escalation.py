@@ -184,7 +184,10 @@ class _Parser:
 
 
 def _describe(tok: _Tok) -> str:
-    return "end of input" if tok.kind == "end" else f"{tok.kind} {tok.text!r}"
+    if tok.kind == "end":
+        return "end of input"
+    kind = {"op": "operator", "punct": "parenthesis"}.get(tok.kind, tok.kind)
+    return f"{kind} {tok.text!r}"
 
 
 class Condition:
