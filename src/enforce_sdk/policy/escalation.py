@@ -35,6 +35,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, Final, NamedTuple
 
 from .._errors import SelectorSyntaxError
@@ -54,6 +55,7 @@ _OPS: Final[dict[str, Callable[[int, int], bool]]] = {
     "=": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
     ">": operator.gt, ">=": operator.ge,
 }
+_CREATED: Final = attrgetter("created_at")
 _SLUG_RE = re.compile(r"[^A-Za-z0-9_.\-@]+")
 
 
@@ -92,6 +94,9 @@ class _Parser:
         self.toks = _tokenize(text)
         self.i = 0
         self.depth = 0
+        # True while every comparison is `>=` or `>` and there is no `not`: then more sources
+        # can never turn the condition false (Escalation uses it to skip rules early)
+        self.monotone = True
 
     def error(self, message: str, expected: str, tok: _Tok | None = None) -> SelectorSyntaxError:
         tok = tok or self.toks[self.i]
@@ -122,8 +127,7 @@ class _Parser:
             items.append(self.and_expr())
         if len(items) == 1:
             return items[0]
-        preds = tuple(p for p, _, _ in items)
-        return ((lambda c: any(p(c) for p in preds)),
+        return (_chain([p for p, _, _ in items], any_of=True),
                 " or ".join(f"({t})" if k == "and" else t for _, t, k in items), "or")
 
     def and_expr(self) -> tuple[CountPredicate, str, str]:
@@ -133,8 +137,7 @@ class _Parser:
             items.append(self.not_expr())
         if len(items) == 1:
             return items[0]
-        preds = tuple(p for p, _, _ in items)
-        return ((lambda c: all(p(c) for p in preds)),
+        return (_chain([p for p, _, _ in items], any_of=False),
                 " and ".join(f"({t})" if k == "or" else t for _, t, k in items), "and")
 
     def enter(self, tok: _Tok) -> None:
@@ -145,6 +148,7 @@ class _Parser:
 
     def not_expr(self) -> tuple[CountPredicate, str, str]:
         if self.at("not"):
+            self.monotone = False
             tok = self.take()
             self.enter(tok)
             pred, text, kind = self.not_expr()
@@ -179,8 +183,25 @@ class _Parser:
             raise self.error(f"unexpected {_describe(num)}",
                              "a whole number of distinct sources (0, 1, 2, ...)", num)
         n = int(num.text)
+        if sym not in (">=", ">"):
+            self.monotone = False
         cmp = _OPS[sym]
         return (lambda c: cmp(c[index], n)), f"{tok.text} {sym} {n}", "atom"
+
+
+def _chain(preds: list[CountPredicate], *, any_of: bool) -> CountPredicate:
+    """`p1 or p2 or ...` (or `and`) as nested two-operand closures: no generator per call."""
+    out = preds[-1]
+    for p in reversed(preds[:-1]):
+        if any_of:
+            def either(c: Sequence[int], a: CountPredicate = p, b: CountPredicate = out) -> bool:
+                return a(c) or b(c)
+            out = either
+        else:
+            def both(c: Sequence[int], a: CountPredicate = p, b: CountPredicate = out) -> bool:
+                return a(c) and b(c)
+            out = both
+    return out
 
 
 def _describe(tok: _Tok) -> str:
@@ -193,12 +214,14 @@ def _describe(tok: _Tok) -> str:
 class Condition:
     """A parsed `when`: a predicate over the distinct-source counts of each tier."""
 
-    __slots__ = ("_text", "predicate", "tiers")
+    __slots__ = ("_text", "monotone", "predicate", "tiers")
 
-    def __init__(self, text: str, predicate: CountPredicate, tiers: tuple[str, ...]) -> None:
+    def __init__(self, text: str, predicate: CountPredicate, tiers: tuple[str, ...],
+                 monotone: bool = False) -> None:
         self._text = text
         self.predicate = predicate
         self.tiers = tiers
+        self.monotone = monotone  # only >= / > and no `not`: more sources never make it false
 
     @classmethod
     def parse(cls, text: str, tiers: Sequence[str]) -> Condition:
@@ -212,8 +235,9 @@ class Condition:
                                       text=text[:80] + "...", position=0,
                                       expected="a shorter condition")
         tiers = tuple(tiers)
-        pred, canonical = _Parser(text, tiers).parse()
-        return cls(canonical, pred, tiers)
+        parser = _Parser(text, tiers)
+        pred, canonical = parser.parse()
+        return cls(canonical, pred, tiers, parser.monotone)
 
     def __call__(self, counts: Sequence[int]) -> bool:
         return self.predicate(counts)
@@ -296,9 +320,11 @@ class Escalation:
         self.rules = tuple(rules)
         self.tiers = tiers
         self.tier_of = dict(tier_of)  # reason -> tier index
-        # (rule, over predicate or None for every signal, condition predicate)
+        # (rule, reasons `over` can take or None, its predicate or None for every signal,
+        # the condition): the reason bound skips the predicate for most signals
         self._checks = tuple(
-            (r, None if r.over.matches_all else r.over.predicate, r.when.predicate)
+            (r, r.over.reasons, None if r.over.matches_all else r.over.predicate,
+             r.when.predicate, r.when.monotone)
             for r in self.rules)
 
     def __eq__(self, other: object) -> bool:
@@ -308,34 +334,65 @@ class Escalation:
     def __hash__(self) -> int:
         return hash((self.rules, self.tiers))
 
-    def evaluate(self, signals: Sequence[Signal], now: float
-                 ) -> list[tuple[EscalationHit, EscalationRule, float]]:
-        """The rules that fire on `signals`, each with the newest counted signal's time."""
-        hits: list[tuple[EscalationHit, EscalationRule, float]] = []
+    def evaluate(self, every: Sequence[Signal], now: float
+                 ) -> list[tuple[EscalationHit, EscalationRule, Label]]:
+        """The rules that fire on the signals `every`, each with the newest signal it counted."""
+        signals: Sequence[Signal]
+        hits: list[tuple[EscalationHit, EscalationRule, Label]] = []
         ntiers = len(self.tiers)
-        for rule, over, cond in self._checks:
-            best: dict[str, tuple[int, float]] = {}  # system -> (tier, newest created)
-            for label, tier, created in signals:
+        by_reason: dict[str, list[Signal]] = {}
+        for signal in every:
+            group = by_reason.get(signal[0].reason)
+            if group is None:
+                by_reason[signal[0].reason] = [signal]
+            else:
+                group.append(signal)
+        for rule, reasons, over, cond, monotone in self._checks:
+            if reasons is not None:  # only the signals of the reasons `over` can take
+                if len(reasons) == 1:
+                    (only,) = reasons
+                    signals = by_reason.get(only, ())
+                else:
+                    signals = [s for r, group in by_reason.items() if r in reasons
+                               for s in group]
+                if not signals:
+                    continue
+            else:
+                signals = every
+            if monotone:
+                # Upper bound first, without `over`: the systems with a signal in each tier
+                # (a system in every tier it has one in). A monotone condition false there
+                # is false for any choice `over` makes, so most rules cost no predicate call.
+                upper = [0] * ntiers
+                pairs: set[tuple[str, int]] = set()
+                for label, tier, _ in signals:
+                    pair = (label.source.system, tier)
+                    if pair not in pairs:
+                        pairs.add(pair)
+                        upper[tier] += 1
+                if not cond(upper):
+                    continue
+            # each system counts once, in the most severe tier of a signal `over` takes
+            taken: dict[str, tuple[int, Label]] = {}
+            for label, tier, _ in signals:
+                system = label.source.system
+                had = taken.get(system)
+                if had is not None and had[0] <= tier:
+                    continue
                 if over is not None and not over(label, now):
                     continue
-                system = label.source.system
-                had = best.get(system)
-                if had is None:
-                    best[system] = (tier, created)
-                elif tier < had[0] or (tier == had[0] and created > had[1]):
-                    best[system] = (tier, max(created, had[1]))
-            if not best:
+                taken[system] = (tier, label)
+            if not taken:
                 continue
             counts = [0] * ntiers
-            for tier, _ in best.values():
+            for tier, _ in taken.values():
                 counts[tier] += 1
             if not cond(counts):
                 continue
+            newest = max((lab for _, lab in taken.values()), key=_CREATED)
             per_tier: list[list[str]] = [[] for _ in range(ntiers)]
-            newest = 0.0
-            for system, (tier, created) in best.items():
+            for system, (tier, _) in taken.items():
                 per_tier[tier].append(system)
-                newest = max(newest, created)
             hit = EscalationHit(rule.name, rule.enforce, rule.reason, self.tiers,
                                 tuple(tuple(sorted(s)) for s in per_tier))
             hits.append((hit, rule, newest))

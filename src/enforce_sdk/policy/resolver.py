@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from ..model.label import Enforcement, Label, SourceType
@@ -243,29 +242,29 @@ class Resolver:
         esc = self._escalation
         assert esc is not None
         tier_of = esc.tier_of
-        cutoff: float | None = None  # the newest human clearance of the item: signals before it
-        if groups[0].relation is None:  # were reviewed
-            for s in groups[0].scored:
-                label = s[_LABEL]
-                if (label.enforcement is _ALLOW and label.source.type is _HUMAN and s[_WEIGHT] > 0
-                        and (cutoff is None or s[_CREATED] > cutoff)):
-                    cutoff = s[_CREATED]
-        signals: list[Signal] = []
+        cutoff: float | None = None  # the item's newest human clearance: signals before it
+        signals: list[Signal] = []    # were reviewed and do not count
         related = self._related
         for g in groups:
             minimum = _ALLOW if g.relation is None else related[g.relation]
             for s in g.scored:
                 label = s[_LABEL]
                 enforcement = label.enforcement
-                if enforcement is _ALLOW or enforcement < minimum:
+                if enforcement is _ALLOW:
+                    if (g.relation is None and label.source.type is _HUMAN and s[_WEIGHT] > 0
+                            and (cutoff is None or s[_CREATED] > cutoff)):
+                        cutoff = s[_CREATED]
+                    continue
+                if enforcement < minimum:
                     continue
                 tier = tier_of.get(label.reason)
-                if tier is None or (cutoff is not None and s[_CREATED] <= cutoff):
-                    continue
-                signals.append((label, tier, s[_CREATED]))
+                if tier is not None:
+                    signals.append((label, tier, s[_CREATED]))
+        if cutoff is not None:
+            signals = [sig for sig in signals if sig[2] > cutoff]
         hits = esc.evaluate(signals, now) if signals else []
         ordinary = _ALLOW if won is None else won[_LABEL].enforcement
-        top: tuple[EscalationHit, EscalationRule, float] | None = None
+        top: tuple[EscalationHit, EscalationRule, Label] | None = None
         for h in hits:  # the most severe rule; at equal severity the first listed
             if h[0].enforcement > ordinary and (top is None or h[0].enforcement > top[0].enforcement):
                 top = h
@@ -278,10 +277,10 @@ class Resolver:
         top_label: Label | None = None
         for h in hits:
             hit, rule, newest = h
-            label = escalation_label(entity, rule, datetime.fromtimestamp(newest, UTC))
+            label = escalation_label(entity, rule, newest.created_at)
             if h is top:
                 top_label = label
-            causes.append(Cause(entity, None, label, 0.0, 0.0, max(now - newest, 0.0), True,
+            causes.append(Cause(entity, None, label, 0.0, 0.0, max(now - newest.created_at.timestamp(), 0.0), True,
                                 h is top, hit))
         if top_label is not None:
             return make_decision(entity, self.surface, top_label.enforcement,
