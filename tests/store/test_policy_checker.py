@@ -191,3 +191,24 @@ def test_without_an_sdk_config_any_well_formed_reason_is_accepted(
         store_server: StoreServerProcess) -> None:
     assert post(store_server, raw_label("pin:30", "spamm", confidence=0.01)).status_code == 200
     assert "policy" not in ready(store_server)
+
+
+def test_labels_get_and_pending_show_tier_description_and_confidence(
+        server: StoreServerProcess, writer: LabelStoreClient) -> None:
+    from click.testing import CliRunner
+
+    from enforce_sdk.cli import main
+
+    writer.put([Label("pin:40", MODEL, "block", "spam", T0, confidence=0.9),
+                Label("pin:40", REVIEWER, "limit", "scam", T0),
+                Label("pin:41", MODEL, "block", "spam", T0, confidence=0.55)])
+    env = {"ENFORCE_STORE_URL": server.url, "ENFORCE_STORE_TOKEN": server.tokens["reader"]}
+    got = CliRunner().invoke(main, ["labels", "get", "pin:40"], env=env)
+    assert got.exit_code == 0, got.output
+    assert "reasons:" in got.output
+    assert "scam            high     Fraud for money  (owner trust-fraud)" in got.output
+    as_json = json.loads(CliRunner().invoke(main, ["labels", "get", "pin:40", "--json"],
+                                            env=env).output)
+    assert as_json["reasons"]["scam"]["tier"] == "high"
+    pending = CliRunner().invoke(main, ["labels", "pending"], env=env)
+    assert "1 labels pending review" in pending.output and "confidence=0.55" in pending.output
