@@ -368,3 +368,79 @@ def test_condition_canonical_text_keeps_needed_parentheses_only() -> None:
     assert Condition.parse(str(c), tiers) == c
     for counts in itertools.product(range(3), repeat=3):
         assert c(counts) == ((counts[0] >= 1 or counts[1] >= 2) and counts[2] == 0)
+
+
+# -- docs/resolver.md, "Escalation rules": the worked examples, row by row ------------------------
+
+A, B = src("a_model"), src("b_model")
+DOC_EXAMPLES: list[tuple[str, dict[str, list[Label]], dict[str, str], Enforcement, str | None]] = [
+    # (row, labels by entity, links, enforcement, the rule that decided (None: a label did))
+    ("a", {"user:1": [lab("user:1", A, E.LIMIT, 2 * DAY), lab("user:1", B, E.LIMIT, DAY)]}, {},
+     E.BLOCK, "spam account"),
+    ("b", {"user:1": [lab("user:1", A, E.LIMIT, DAY)]}, {}, E.LIMIT, None),
+    ("c", {"user:1": [lab("user:1", src("spam_model", "nightly"), E.LIMIT, 2 * DAY),
+                      lab("user:1", src("spam_model", "hourly"), E.LIMIT, DAY)]}, {},
+     E.LIMIT, None),
+    ("d", {"user:1": [lab("user:1", A, E.LIMIT, 400 * DAY), lab("user:1", B, E.LIMIT, DAY)]},
+     {}, E.LIMIT, None),
+    ("e", {"user:1": [lab("user:1", A, E.LIMIT, 3 * DAY, expires_at=NOW - DAY),
+                      lab("user:1", B, E.LIMIT, DAY)]}, {}, E.LIMIT, None),
+    ("f", {"user:1": [lab("user:1", A, E.LIMIT, DAY, "scam")]}, {}, E.LIMIT, None),
+    ("g", {"pin:7": [lab("pin:7", A, E.LIMIT, DAY)],
+           "domain:spam.example": [lab("domain:spam.example", B, E.LIMIT, DAY)]},
+     {"domain": "domain:spam.example"}, E.BLOCK, "spam account"),
+    ("h", {"pin:7": [lab("pin:7", A, E.LIMIT, DAY)],
+           "user:42": [lab("user:42", B, E.LIMIT, DAY)]}, {"creator": "user:42"}, E.LIMIT, None),
+    ("i", {"user:1": [lab("user:1", A, E.LIMIT, DAY), lab("user:1", B, E.LIMIT, DAY),
+                      lab("user:1", src("review_tool", "rev-1", True), E.REMOVE, DAY)]}, {},
+     E.REMOVE, None),
+    ("j", {"user:1": [lab("user:1", A, E.BLOCK, DAY), lab("user:1", B, E.LIMIT, DAY)]}, {},
+     E.BLOCK, None),
+    ("k", {"user:1": [lab("user:1", A, E.LIMIT, 3 * DAY), lab("user:1", B, E.LIMIT, 2 * DAY),
+                      lab("user:1", src("appeals", "bob", True), E.ALLOW, DAY,
+                          "appeal_upheld")]}, {}, E.ALLOW, None),
+]
+
+
+@pytest.mark.parametrize(("row", "labels", "links", "enforcement", "rule"), DOC_EXAMPLES,
+                         ids=[row[0] for row in DOC_EXAMPLES])
+def test_doc_worked_examples(row: str, labels: dict[str, list[Label]], links: dict[str, str],
+                             enforcement: Enforcement, rule: str | None) -> None:
+    entity = "pin:7" if "pin:7" in labels else "user:1"
+    d = resolve(RES, entity, labels, links)
+    assert d.enforcement is enforcement
+    win = d.winning_cause
+    decided_by_rule = None if win is None or win.escalation is None else win.escalation.rule
+    assert decided_by_rule == rule
+    if row == "i":  # the rule fired, and lost to the more severe human remove
+        assert [c.escalation.rule for c in d.causes if c.escalation] == ["spam account"]
+
+
+def test_doc_explain_output() -> None:
+    labels = DOC_EXAMPLES[0][1]
+    text = resolve(RES, "user:1", labels).explain()
+    assert text.splitlines()[:2] == [
+        "user:1 on accounts: block (hidden)",
+        "  escalated by rule 'spam account': 2 medium (a_model, b_model): block, reason spam",
+    ]
+    assert text.splitlines()[-1] == (
+        "    * escalated by rule 'spam account': 2 medium (a_model, b_model): block spam")
+
+
+# -- docs/resolver.md, "Confidence": the surface's min_confidence ---------------------------------
+
+@pytest.mark.parametrize(("confidences", "floor", "enforcement", "taken"), [
+    ((0.6, 0.95), None, E.BLOCK, 2),   # both count: the rule fires
+    ((0.6, 0.95), 0.8, E.LIMIT, 1),    # a_model's 0.6 is below the floor: not taken at all
+    ((None, 0.95), 0.8, E.BLOCK, 2),   # a label without confidence is not held to the floor
+    ((0.8, 0.95), 0.8, E.BLOCK, 2),    # at the floor is enough
+])
+def test_doc_min_confidence(confidences: tuple[float | None, float], floor: float | None,
+                            enforcement: Enforcement, taken: int) -> None:
+    surface = dict(ACCOUNTS) if floor is None else {**ACCOUNTS, "min_confidence": floor}
+    res = config(surface).resolver("accounts")
+    labels = [lab("user:1", s, E.LIMIT, DAY, confidence=c)
+              for s, c in zip((A, B), confidences, strict=True)]
+    d = resolve(res, "user:1", {"user:1": labels})
+    assert d.enforcement is enforcement
+    assert sum(1 for c in d.causes if c.escalation is None) == taken

@@ -149,3 +149,29 @@ def test_confidence_routing_holds_and_drops_automated_labels_only() -> None:
         checker.check([raw("pin:5", confidence=0.19)])
     assert info.value.code == "low_confidence" and info.value.extra["drop_below"] == 0.2
     assert checker.counts["dropped_low_confidence"] == 1
+
+
+# docs/resolver.md, "Confidence": the Label Checker's routing with
+# [sources.spam_model] hold_below = 0.7, drop_below = 0.2
+@pytest.mark.parametrize(("stype", "system", "confidence", "outcome"), [
+    ("automated", "spam_model", 0.9, "active"),
+    ("automated", "spam_model", 0.7, "active"),       # at hold_below: not below it
+    ("automated", "spam_model", 0.55, "pending"),     # held for review
+    ("automated", "spam_model", 0.2, "pending"),      # at drop_below: held, not dropped
+    ("automated", "spam_model", 0.1, "refused"),      # 422 low_confidence
+    ("automated", "spam_model", None, "active"),      # no confidence: not routed
+    ("automated", "other_model", 0.1, "active"),      # a system without thresholds
+    ("human", "spam_model", 0.1, "active"),           # human labels are never routed
+])
+def test_doc_confidence_routing_table(stype: str, system: str, confidence: float | None,
+                                      outcome: str) -> None:
+    checker = LabelChecker(policy=_live(
+        sources={"spam_model": {"hold_below": 0.7, "drop_below": 0.2}}))
+    label = raw(stype=stype, **({} if confidence is None else {"confidence": confidence}))
+    label["source"]["system"] = system
+    if outcome == "refused":
+        with pytest.raises(LabelRejectedError, match="refused as noise"):
+            checker.check([label])
+        return
+    (op,) = checker.check([label])
+    assert op.status.value == outcome
