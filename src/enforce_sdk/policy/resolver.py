@@ -266,7 +266,8 @@ class Resolver:
         ordinary = _ALLOW if won is None else won[_LABEL].enforcement
         top: tuple[EscalationHit, EscalationRule, Label] | None = None
         for h in hits:  # the most severe rule; at equal severity the first listed
-            if h[0].enforcement > ordinary and (top is None or h[0].enforcement > top[0].enforcement):
+            severity = h[0].enforcement
+            if severity > ordinary and (top is None or severity > top[0].enforcement):
                 top = h
         causes = [
             Cause(g.entity, g.relation, s[_LABEL], s[_SCORE], s[_WEIGHT], s[_AGE], g.counted,
@@ -280,8 +281,8 @@ class Resolver:
             label = escalation_label(entity, rule, newest.created_at)
             if h is top:
                 top_label = label
-            causes.append(Cause(entity, None, label, 0.0, 0.0, max(now - newest.created_at.timestamp(), 0.0), True,
-                                h is top, hit))
+            age = max(now - newest.created_at.timestamp(), 0.0)
+            causes.append(Cause(entity, None, label, 0.0, 0.0, age, True, h is top, hit))
         if top_label is not None:
             return make_decision(entity, self.surface, top_label.enforcement,
                                  top_label.enforcement < self._hide_from, top_label, entity,
