@@ -212,3 +212,14 @@ def test_labels_get_and_pending_show_tier_description_and_confidence(
     assert as_json["reasons"]["scam"]["tier"] == "high"
     pending = CliRunner().invoke(main, ["labels", "pending"], env=env)
     assert "1 labels pending review" in pending.output and "confidence=0.55" in pending.output
+
+
+def test_policy_figures_are_metrics(server: StoreServerProcess) -> None:
+    assert post(server, raw_label("pin:50", "spamm")).status_code == 422
+    wait_until(lambda: ready(server)["policy"].get("unregistered_stored") is not None,
+               "the first scan")
+    page = httpx.get(server.url + "/metrics", timeout=5.0,
+                     headers={"Authorization": f"Bearer {server.tokens['reader']}"})
+    assert page.status_code == 200, page.text
+    assert 'enforce_store_policy_refused_unregistered{worker="0"} 1.0' in page.text
+    assert 'enforce_store_policy_unregistered_stored_labels{worker="0"} 0.0' in page.text

@@ -141,6 +141,19 @@ class PolicyStatus:
                            "held_low_confidence")}
         return out
 
+    def gauges(self) -> dict[str, float]:
+        """Policy figures for /metrics (store/observe): the checker's counts of this process,
+        and, with a registry, the served labels with unregistered reasons (last scan)."""
+        view = self.live.current()
+        if view is None:
+            return {}
+        out = {f"policy_{k}": float(self.checker.counts[k]) for k in
+               ("refused_unregistered", "dropped_low_confidence", "held_low_confidence")}
+        scan = self.scan_result
+        if view.reasons is not None and scan is not None:
+            out["policy_unregistered_stored_labels"] = float(scan.labels)
+        return out
+
     def reasons_of(self, labels: Iterable[Label]) -> dict[str, Any]:
         """`{"reasons": {name: {tier, description, owner[, enforcement]} or None}}` for the
         reasons of `labels` (None: not registered); `{}` when the store knows no registry."""
