@@ -19,9 +19,8 @@ def raw(entity: str = "pin:1", *, stype: str = "automated", enforcement: str = "
         "entity": entity,
         "source": {"system": "spam_model", "type": stype, "name": "v1"},
         "enforcement": enforcement,
-        "reason": "spam",
         "created_at": "2026-01-01T00:00:00Z",
-        **extra,
+        **{"reason": "spam", **extra},
     }
 
 
@@ -104,3 +103,75 @@ def test_metadata_over_store_limit_is_too_large() -> None:
     assert "limit of 64 bytes" in str(info.value)
     (op,) = CHECKER.check([raw(metadata={"note": "x" * 40})])
     assert op.label.metadata["note"] == "x" * 40
+
+
+# -- the SDK config's policy (store/live_policy): registry and confidence routing -------------
+
+def _live(**document: Any) -> Any:
+    from enforce_sdk.config.document import EnforcementConfig
+    from enforce_sdk.store.live_policy import LivePolicy, PolicyView
+
+    cfg = EnforcementConfig.from_dict({"version": 1, "surfaces": {"s": {}}, **document})
+    live = LivePolicy()
+    live.set(PolicyView(cfg.version, "test", cfg.surfaces, cfg.resolvers, cfg.to_dict(),
+                        reasons=cfg.reasons, confidence=cfg.confidence))
+    return live
+
+
+_REASONS = {"spam": {"tier": "medium", "description": "d", "owner": "o"}}
+
+
+def test_without_a_registry_any_reason_passes() -> None:
+    checker = LabelChecker(policy=_live())
+    (op,) = checker.check([raw(reason="whatever")])
+    assert op.status is LabelStatus.ACTIVE
+
+
+def test_an_unregistered_reason_is_refused_with_the_nearest_names() -> None:
+    checker = LabelChecker(policy=_live(reasons=_REASONS))
+    with pytest.raises(LabelRejectedError) as info:
+        checker.check([raw(), raw(reason="spamm")])
+    exc = info.value
+    assert (exc.index, exc.field, exc.code) == (1, "reason", "unknown_reason")
+    assert exc.extra == {"reason": "spamm", "suggestions": ["spam"]}
+    assert checker.counts["refused_unregistered"] == 1
+
+
+def test_confidence_routing_holds_and_drops_automated_labels_only() -> None:
+    checker = LabelChecker(policy=_live(
+        reasons=_REASONS, sources={"spam_model": {"hold_below": 0.7, "drop_below": 0.2}}))
+    ops = checker.check([raw("pin:1", confidence=0.55), raw("pin:2", confidence=0.7),
+                         raw("pin:3"), raw("pin:4", stype="human", confidence=0.1)])
+    assert [op.status for op in ops] == [LabelStatus.PENDING, LabelStatus.ACTIVE,
+                                         LabelStatus.ACTIVE, LabelStatus.ACTIVE]
+    assert checker.counts["held_low_confidence"] == 1
+    with pytest.raises(LabelRejectedError) as info:
+        checker.check([raw("pin:5", confidence=0.19)])
+    assert info.value.code == "low_confidence" and info.value.extra["drop_below"] == 0.2
+    assert checker.counts["dropped_low_confidence"] == 1
+
+
+# docs/resolver.md, "Confidence": the Label Checker's routing with
+# [sources.spam_model] hold_below = 0.7, drop_below = 0.2
+@pytest.mark.parametrize(("stype", "system", "confidence", "outcome"), [
+    ("automated", "spam_model", 0.9, "active"),
+    ("automated", "spam_model", 0.7, "active"),       # at hold_below: not below it
+    ("automated", "spam_model", 0.55, "pending"),     # held for review
+    ("automated", "spam_model", 0.2, "pending"),      # at drop_below: held, not dropped
+    ("automated", "spam_model", 0.1, "refused"),      # 422 low_confidence
+    ("automated", "spam_model", None, "active"),      # no confidence: not routed
+    ("automated", "other_model", 0.1, "active"),      # a system without thresholds
+    ("human", "spam_model", 0.1, "active"),           # human labels are never routed
+])
+def test_doc_confidence_routing_table(stype: str, system: str, confidence: float | None,
+                                      outcome: str) -> None:
+    checker = LabelChecker(policy=_live(
+        sources={"spam_model": {"hold_below": 0.7, "drop_below": 0.2}}))
+    label = raw(stype=stype, **({} if confidence is None else {"confidence": confidence}))
+    label["source"]["system"] = system
+    if outcome == "refused":
+        with pytest.raises(LabelRejectedError, match="refused as noise"):
+            checker.check([label])
+        return
+    (op,) = checker.check([label])
+    assert op.status.value == outcome

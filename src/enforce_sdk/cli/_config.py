@@ -13,6 +13,7 @@ import difflib
 import json
 import time
 import tomllib
+from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -164,13 +165,39 @@ def config() -> None:
 
 @config.command("validate")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--sample", "samples", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSONL label export to check against the reason registry (repeatable).")
+@click.option("--store-url", envvar=URL_ENV, default=None, metavar="URL",
+              help=f"Also check recent labels of this Label Store (env {URL_ENV}).")
+@click.option("--token", envvar=TOKEN_ENV, default=None, metavar="TOKEN",
+              help=f"Bearer token for --store-url (env {TOKEN_ENV}).")
+@click.option("--sample-size", type=click.IntRange(min=1), default=DEFAULT_SAMPLE_SIZE,
+              show_default=True, help="Entities sampled from the store.")
 @with_errors
-def validate_cmd(file: Path) -> None:
-    """Validate FILE in full, as every SDK host would, without touching ZooKeeper."""
+def validate_cmd(file: Path, samples: tuple[Path, ...], store_url: str | None,
+                 token: str | None, sample_size: int) -> None:
+    """Validate FILE in full, as every SDK host would, without touching ZooKeeper.
+
+    With a label sample (--sample, --store-url) and a reason registry in FILE,
+    also warn about sampled labels whose reason is not registered: stores keep
+    serving them, and the Label Checker refuses new ones.
+    """
     _, cfg = _validate_file(file)
     size = len(encode_document(read_document_file(file)))
     click.echo(f"OK: {file} is a valid config (version {cfg.version}, "
                f"surfaces: {', '.join(sorted(cfg.surfaces)) or 'none'}, {size} bytes)")
+    if (samples or store_url) and cfg.reasons is not None:
+        sample = _sample(samples, store_url, token, sample_size)
+        unknown = Counter(label.reason for labels in sample.values() for label in labels
+                          if label.reason not in cfg.reasons)
+        if unknown:
+            listed = ", ".join(f"{r} ({n})" for r, n in sorted(unknown.items()))
+            click.echo(f"warning: {sum(unknown.values())} of the sampled labels carry reasons "
+                       f"not in the registry: {listed}; they keep serving, new ones are refused",
+                       err=True)
+        else:
+            click.echo(f"every reason of the {len(sample)} sampled entities is registered")
 
 
 @config.command("push")
@@ -181,11 +208,13 @@ def validate_cmd(file: Path) -> None:
                    "created (default: world-readable); later pushes reuse the namespace's "
                    "readers and refuse a --reader that does not match them (env "
                    + READERS_ENV + ").")
+@click.option("--dry-run", "dry_run_only", is_flag=True,
+              help="Validate and dry-run against the current version, then stop: push nothing.")
 @zk_options
 @with_errors
 def push_cmd(file: Path, force: bool, max_shift: float, samples: tuple[Path, ...],
              store_url: str | None, token: str | None, sample_size: int, comment: str,
-             readers: tuple[str, ...], hosts: str, root: str, auth: str | None,
+             readers: tuple[str, ...], dry_run_only: bool, hosts: str, root: str, auth: str | None,
              zk_timeout: float) -> None:
     """Validate FILE, dry-run it, and write it as the next version (compare-and-set).
 
@@ -198,6 +227,9 @@ def push_cmd(file: Path, force: bool, max_shift: float, samples: tuple[Path, ...
         current = store.current(strict=False)
         _guardrail(_baseline(store, current), document, samples, store_url, token,
                    sample_size, max_shift, force)
+        if dry_run_only:
+            click.echo("dry run: nothing pushed")
+            return
         pushed = store.push(document, expected=current, comment=comment)
         was = f"was {current.version}" if current is not None else "first version"
         click.echo(f"pushed version {pushed.version} to {store.layout.config} ({was})")
@@ -360,14 +392,7 @@ def _guardrail(baseline: _Baseline, document: Mapping[str, Any],
             "push needs a label sample for its dry run (--sample FILE and/or --store-url); "
             "pass --force to push without the guardrail", EXIT_USAGE)
     new_config = EnforcementConfig.from_dict({**document, "version": old.version + 1})
-    parts: list[Mapping[str, list[Label]]] = [load_sample_file(p) for p in samples]
-    if store_url:
-        try:
-            with LabelStoreClient(store_url, token=token) as client:
-                parts.append(fetch_store_sample(client, sample_size))
-        except StoreError as exc:
-            raise CliError(describe_store_error(exc, store_url), EXIT_USAGE) from exc
-    sample = merge_samples(parts, sample_size)
+    sample = _sample(samples, store_url, token, sample_size)
     if not sample:
         if force:
             click.echo("guardrail: the sample is empty; skipped (--force)", err=True)
@@ -387,6 +412,19 @@ def _guardrail(baseline: _Baseline, document: Mapping[str, Any],
         click.echo("guardrail: over the threshold, pushing anyway (--force)", err=True)
 
 
+def _sample(samples: tuple[Path, ...], store_url: str | None, token: str | None,
+            sample_size: int) -> dict[str, list[Label]]:
+    """Labels by entity from the JSONL exports and/or the store's recent changes."""
+    parts: list[Mapping[str, list[Label]]] = [load_sample_file(p) for p in samples]
+    if store_url:
+        try:
+            with LabelStoreClient(store_url, token=token) as client:
+                parts.append(fetch_store_sample(client, sample_size))
+        except StoreError as exc:
+            raise CliError(describe_store_error(exc, store_url), EXIT_USAGE) from exc
+    return merge_samples(parts, sample_size)
+
+
 def _print_report(report: DryRunReport, max_shift: float) -> None:
     bad = {s.surface for s in report.violations(max_shift)}
     click.echo(f"dry run over {report.entities} sampled entities "
@@ -394,3 +432,7 @@ def _print_report(report: DryRunReport, max_shift: float) -> None:
     for s in report.surfaces:
         flag = "  !! " if s.surface in bad else "     "
         click.echo(flag + s.describe(), err=True)
+    if report.rules:
+        click.echo("escalation rules:", err=True)
+        for r in report.rules:
+            click.echo("     " + r.describe(), err=True)

@@ -230,8 +230,12 @@ def get_labels(entity: str, as_json: bool, url: str, token: str | None, timeout:
     with _client(url, token, timeout) as client:
         found = client.get(key)
     if as_json:
-        _echo_json({"entity": found.entity, "labels": [lb.to_dict() for lb in found.labels],
-                    "pending": [lb.to_dict() for lb in found.pending]})
+        answer: dict[str, Any] = {"entity": found.entity,
+                                  "labels": [lb.to_dict() for lb in found.labels],
+                                  "pending": [lb.to_dict() for lb in found.pending]}
+        if found.reasons:
+            answer["reasons"] = dict(found.reasons)
+        _echo_json(answer)
         return
     click.echo(f"{found.entity}: {len(found.labels)} active, {len(found.pending)} pending")
     for label in found.labels:
@@ -240,6 +244,14 @@ def get_labels(entity: str, as_json: bool, url: str, token: str | None, timeout:
         click.echo("  pending review:")
         for label in found.pending:
             click.echo("    " + _label_line(label))
+    if found.reasons:  # the store follows an SDK config with a reason registry
+        click.echo("  reasons:")
+        for name, info in sorted(found.reasons.items()):
+            if info is None:
+                click.echo(f"    {name:<15} not registered")
+            else:
+                click.echo(f"    {name:<15} {info.get('tier', '?'):<8} {info.get('description', '')}"
+                           f"  (owner {info.get('owner', '?')})")
 
 
 @labels.command("history")
@@ -290,7 +302,8 @@ def history(entity: str, limit: int, before: int | None, as_json: bool, url: str
 @store_options
 def pending(limit: int, after: str | None, as_json: bool, url: str, token: str | None,
             timeout: float) -> None:
-    """List labels held for human review (automated negatives on trusted entities)."""
+    """List labels held for human review (automated negatives on trusted entities, and
+    automated labels below their source system's hold_below confidence)."""
     with _client(url, token, timeout) as client:
         page = client.pending(limit=limit, after=after)
     if as_json:

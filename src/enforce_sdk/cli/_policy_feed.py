@@ -32,7 +32,8 @@ ZK_AUTH_ENV = "ENFORCE_SDK_CONFIG_ZK_AUTH"  # a digest credential user:password 
 def policy_view(config: EnforcementConfig, meta: ConfigMeta) -> PolicyView:
     """The store's view of one applied SDK config version."""
     return PolicyView(version=config.version, origin=meta.origin, surfaces=config.surfaces,
-                      resolvers=config.resolvers, document=config.to_dict())
+                      resolvers=config.resolvers, document=config.to_dict(),
+                      reasons=config.reasons, confidence=config.confidence)
 
 
 def sdk_config_feed(spec: str) -> PolicyFeed:

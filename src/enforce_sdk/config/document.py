@@ -28,10 +28,13 @@ from typing import Any, Final, Literal
 from .._errors import ConfigError, SelectorSyntaxError, UnknownSurfaceError
 from ..model.label import Enforcement
 from ..model.problems import ProblemCollector, show
+from ..policy.escalation import Escalation, EscalationRule
 from ..policy.links import RELATION_ALIASES, RELATION_KINDS, relation_kind_names
+from ..policy.reasons import NO_ROUTING, ConfidenceRouting, ReasonRegistry
 from ..policy.resolver import Resolver
 from ..policy.selector import Selector, format_duration, parse_duration
 from ..policy.surface import SurfaceConfig
+from .policy_document import parse_escalate, parse_min_confidence, parse_registry, parse_sources
 
 _SURFACE_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _SYSTEM_RE = re.compile(r"[A-Za-z0-9_.\-@]{1,64}")
@@ -79,6 +82,9 @@ class EnforcementConfig:
     cache: CacheSettings = CacheSettings()
     store: StoreSettings = StoreSettings()
     bloom: BloomSettings = BloomSettings()
+    reasons: ReasonRegistry | None = None  # the reason registry; None: any reason is accepted
+    confidence: ConfidenceRouting = NO_ROUTING  # per source system hold_below / drop_below
+    escalate: tuple[EscalationRule, ...] = ()  # the global default escalation rules
     resolvers: Mapping[str, Resolver] = field(init=False, repr=False)
     """surface name -> Resolver; a plain read-only dict lookup for the hot path."""
 
@@ -164,7 +170,7 @@ class EnforcementConfig:
     def to_dict(self) -> dict[str, Any]:
         """The canonical document, every default filled in; `from_dict` reads it back equal."""
         c, s, b = self.cache, self.store, self.bloom
-        return {
+        out: dict[str, Any] = {
             "version": self.version,
             "cache": {
                 "ttl": format_duration(c.ttl),
@@ -185,6 +191,15 @@ class EnforcementConfig:
             },
             "surfaces": {name: sc.to_dict() for name, sc in self.surfaces.items()},
         }
+        # The policy sections appear only when set, so documents without them read as before.
+        if self.reasons is not None:
+            out["tiers"] = list(self.reasons.tiers)
+            out["reasons"] = self.reasons.to_dict()
+        if self.confidence.sources:
+            out["sources"] = self.confidence.to_dict()
+        if self.escalate:
+            out["escalate"] = [r.to_dict() for r in self.escalate]
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
@@ -276,8 +291,11 @@ class _Problems(ProblemCollector):
 _show = show
 
 
-_TOP_KEYS: Final = ("version", "surfaces", "cache", "store", "bloom")
-_SURFACE_KEYS: Final = tuple(SurfaceConfig.__dataclass_fields__)[1:]
+_TOP_KEYS: Final = ("version", "surfaces", "cache", "store", "bloom", "tiers", "reasons",
+                    "sources", "escalate")
+_SURFACE_KEYS: Final = ("selector", "weights", "default_weight", "half_life",
+                        "human_over_automated", "hide_from", "fail_mode", "related",
+                        "on_bloom_stale", "on_bad_link", "min_confidence", "escalate")
 
 
 def _parse_document(data: object) -> EnforcementConfig:
@@ -295,6 +313,9 @@ def _parse_document(data: object) -> EnforcementConfig:
     cache = _cache(v, v.table(data, "cache", "cache"))
     store = _store(v, v.table(data, "store", "store"))
     bloom = _bloom(v, v.table(data, "bloom", "bloom"))
+    registry = parse_registry(v, data)
+    routing = parse_sources(v, data)
+    default_rules = tuple(parse_escalate(v, data, "escalate", registry) or ())
     surfaces: dict[str, SurfaceConfig] = {}
     raw_surfaces = data.get("surfaces")
     if raw_surfaces is None:
@@ -312,15 +333,18 @@ def _parse_document(data: object) -> EnforcementConfig:
             if not isinstance(body, Mapping):
                 v.add(path, f"must be a table, got {_show(body)}")
                 continue
-            surface = _surface(v, name, body, path + ".")
+            surface = _surface(v, name, body, path + ".", registry, default_rules)
             if surface is not None:
                 surfaces[name] = surface
     v.raise_if_any()
     return EnforcementConfig(version=version, surfaces=surfaces, cache=cache, store=store,
-                             bloom=bloom)
+                             bloom=bloom, reasons=registry, confidence=routing,
+                             escalate=tuple(default_rules))
 
 
-def _surface(v: _Problems, name: str, t: Mapping[str, Any], p: str) -> SurfaceConfig | None:
+def _surface(v: _Problems, name: str, t: Mapping[str, Any], p: str,
+             registry: ReasonRegistry | None,
+             default_rules: tuple[EscalationRule, ...]) -> SurfaceConfig | None:
     d = SurfaceConfig(name)
     before = len(v.items)
     v.no_extra(t, _SURFACE_KEYS, p)
@@ -368,6 +392,12 @@ def _surface(v: _Problems, name: str, t: Mapping[str, Any], p: str) -> SurfaceCo
             v.add(rp, f"{kind!r} is another name for {link!r}, which is already set")
             continue
         related[link] = v.enforcement(minimum, rp, Enforcement.REMOVE)
+    min_confidence = parse_min_confidence(v, t, p + "min_confidence")
+    own_rules = parse_escalate(v, t, p + "escalate", registry)
+    rules = default_rules if own_rules is None else tuple(own_rules)
+    escalation = None
+    if registry is not None and (own_rules is not None or rules):
+        escalation = Escalation(rules, registry.tiers, dict(registry.tier_of))
     if len(v.items) > before:
         return None
     return SurfaceConfig(
@@ -382,6 +412,9 @@ def _surface(v: _Problems, name: str, t: Mapping[str, Any], p: str) -> SurfaceCo
         related=MappingProxyType(related),
         on_bloom_stale="trust" if on_bloom_stale == "trust" else "verify",
         on_bad_link="ignore" if on_bad_link == "ignore" else "fail_closed",
+        min_confidence=min_confidence,
+        escalation=escalation,
+        inherits_escalation=own_rules is None and bool(default_rules),
     )
 
 

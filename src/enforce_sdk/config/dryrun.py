@@ -7,6 +7,11 @@ than the threshold is refused unless forced. The sample comes from a JSONL
 label export and/or from the Label Store (recently changed entities, then
 their labels). Only each entity's own labels are resolved: linked entities
 (image, domain, creator) are not part of the sample.
+
+Escalation rules are reported one by one: for every rule of the new config,
+on how many sampled entities it fires, and how many decisions it changes (the
+surface's enforcement with the rule against without it), marked new, changed
+or unchanged against the old config.
 """
 
 from __future__ import annotations
@@ -14,12 +19,15 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
 from .._errors import InvalidInputError, LabelValidationError
 from ..model.label import Label
+from ..policy.escalation import Escalation
+from ..policy.resolver import Resolver
+from ..policy.surface import SurfaceConfig
 from ..store_client.client import LabelStoreClient
 from .document import EnforcementConfig
 
@@ -64,9 +72,25 @@ class SurfaceShift:
 
 
 @dataclass(frozen=True, slots=True)
+class RuleEffect:
+    """One escalation rule of the new config over the sample."""
+
+    surface: str
+    rule: str
+    status: str  # "new", "changed" or "unchanged" against the old config's rule of that name
+    fires: int  # sampled entities on which it fires
+    changes: int  # sampled entities whose enforcement differs with the rule and without it
+
+    def describe(self) -> str:
+        return (f"{self.surface}: rule {self.rule!r} ({self.status}) fires on {self.fires}, "
+                f"changes {self.changes} sampled entities")
+
+
+@dataclass(frozen=True, slots=True)
 class DryRunReport:
     entities: int
     surfaces: tuple[SurfaceShift, ...]
+    rules: tuple[RuleEffect, ...] = ()
 
     def violations(self, max_shift: float) -> list[SurfaceShift]:
         """Surfaces whose hidden share moves by more than `max_shift`, or that are removed."""
@@ -95,7 +119,38 @@ def dry_run(old: EnforcementConfig | None, new: EnforcementConfig, sample: Sampl
         before = _hidden(old, name, sample, now) if old is not None and name in old_surfaces else None
         after = _hidden(new, name, sample, now) if name in new.surfaces else None
         shifts.append(SurfaceShift(name, len(sample), before, after))
-    return DryRunReport(len(sample), tuple(shifts))
+    rules = [effect for name in sorted(new.surfaces)
+             for effect in _rule_effects(old, new.surface(name), sample, now)]
+    return DryRunReport(len(sample), tuple(shifts), tuple(rules))
+
+
+def _rule_effects(old: EnforcementConfig | None, surface: SurfaceConfig, sample: Sample,
+                  now: float) -> list[RuleEffect]:
+    esc = surface.escalation
+    if esc is None or not esc.rules:
+        return []
+    old_rules = {}
+    if old is not None and surface.name in old.surfaces:
+        old_esc = old.surface(surface.name).escalation
+        old_rules = {r.name: r.to_dict() for r in (old_esc.rules if old_esc else ())}
+    full = Resolver(surface)
+    decided = {entity: full.resolve(entity, {entity: labels} if labels else {}, {}, now)
+               for entity, labels in sample.items()}
+    out = []
+    for rule in esc.rules:
+        without = Resolver(replace(surface, escalation=Escalation(
+            [r for r in esc.rules if r is not rule], esc.tiers, esc.tier_of)))
+        fires = changes = 0
+        for entity, labels in sample.items():
+            d = decided[entity]
+            if any(c.escalation is not None and c.escalation.rule == rule.name for c in d.causes):
+                fires += 1
+                other = without.resolve(entity, {entity: labels} if labels else {}, {}, now)
+                changes += other.enforcement != d.enforcement
+        was = old_rules.get(rule.name)
+        status = "new" if was is None else ("unchanged" if was == rule.to_dict() else "changed")
+        out.append(RuleEffect(surface.name, rule.name, status, fires, changes))
+    return out
 
 
 # -- the sample ------------------------------------------------------------------------------
@@ -180,5 +235,10 @@ def report_dict(report: DryRunReport, max_shift: float) -> dict[str, Any]:
             {"surface": s.surface, "total": s.total, "hidden_before": s.hidden_before,
              "hidden_after": s.hidden_after, "shift": s.shift, "violation": s.surface in bad}
             for s in report.surfaces
+        ],
+        "rules": [
+            {"surface": r.surface, "rule": r.rule, "status": r.status, "fires": r.fires,
+             "changes": r.changes}
+            for r in report.rules
         ],
     }

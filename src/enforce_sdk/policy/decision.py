@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
 from ..model.label import Enforcement, Label, format_time
+from .escalation import EscalationHit
 from .surface import FailMode
 
 
@@ -58,9 +59,10 @@ class Cause(NamedTuple):
     age: float
     counted: bool
     won: bool
+    escalation: EscalationHit | None = None  # set on an escalation rule that fired
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "entity": self.entity,
             "relation": self.relation,
             "label": self.label.to_dict(),
@@ -70,6 +72,9 @@ class Cause(NamedTuple):
             "counted": self.counted,
             "won": self.won,
         }
+        if self.escalation is not None:
+            out["escalation"] = self.escalation.to_dict()
+        return out
 
 
 @dataclass(frozen=True, slots=True, eq=False, repr=False)
@@ -137,14 +142,24 @@ class Decision:
         if self.label is None:
             lines.append("  no selected label applies: allowed by default"
                          if not self.degraded else "  no label decided")
+        elif win is not None and win.escalation is not None:
+            lines.append(f"  escalated by {win.escalation.describe()}: "
+                         f"{self.enforcement.wire}, reason {self.reason}")
         else:
             via = f" via {win.relation}" if win is not None and win.relation else ""
             lines.append(f"  decided by {self.decided_by}{via}: reason {self.reason}, "
                          f"label from {self.label.source.key}")
         if self.causes:
-            lines.append(f"  causes ({len(self.causes)} selected labels, best first per entity):")
+            rules = sum(1 for c in self.causes if c.escalation is not None)
+            fired = f", {rules} escalation rule(s) fired" if rules else ""
+            lines.append(f"  causes ({len(self.causes) - rules} selected labels, best first per "
+                         f"entity{fired}):")
             for c in self.causes:
                 mark = "*" if c.won else ("-" if c.counted else "x")
+                if c.escalation is not None:
+                    lines.append(f"    {mark} escalated by {c.escalation.describe()}: "
+                                 f"{c.label.enforcement.wire} {c.label.reason}")
+                    continue
                 via = f" via {c.relation}" if c.relation else ""
                 lab = c.label
                 extra = "" if c.counted else " [below the link's minimum: not counted]"

@@ -34,9 +34,12 @@ from .decision import (
     make_decision,
     new_clear,
 )
+from .escalation import EscalationHit, EscalationRule, Signal, escalation_label
+from .selector import Predicate
 from .surface import FailMode
 
 if TYPE_CHECKING:
+    from .escalation import Escalation
     from .surface import SurfaceConfig
 
 _ALLOW: Final = Enforcement.ALLOW
@@ -85,6 +88,7 @@ class Resolver:
     __slots__ = (
         "_clear_cls",
         "_default_weight",
+        "_escalation",
         "_fail_mode",
         "_half_life",
         "_hide_from",
@@ -100,7 +104,9 @@ class Resolver:
     def __init__(self, config: SurfaceConfig) -> None:
         self.config = config
         self.surface = config.name
-        self._match = None if config.selector.matches_all else config.selector.predicate
+        self._match = _selection(config)
+        esc = config.escalation
+        self._escalation: Escalation | None = esc if esc is not None and esc.rules else None
         self._weights = dict(config.weights)
         self._default_weight = config.default_weight
         self._half_life = config.half_life
@@ -192,6 +198,9 @@ class Resolver:
             if not own_scored:
                 return new_clear(self._clear_cls, entity)
             won = _winner(own_scored)
+            if self._escalation is not None:
+                return self._escalate(entity, [_Group(entity, None, own_scored, won, True)],
+                                      won, entity, now)
             label = won[_LABEL]
             causes = tuple([
                 Cause(entity, None, s[_LABEL], s[_SCORE], s[_WEIGHT], s[_AGE], True, s is won)
@@ -211,6 +220,9 @@ class Resolver:
             default=None,
         )
         won_or_none = None if best is None else best.winner
+        if self._escalation is not None:
+            return self._escalate(entity, groups, won_or_none,
+                                  None if best is None else best.entity, now)
         causes = tuple([
             Cause(g.entity, g.relation, s[_LABEL], s[_SCORE], s[_WEIGHT], s[_AGE], g.counted,
                   s is won_or_none)
@@ -223,6 +235,65 @@ class Resolver:
         return make_decision(entity, self.surface, label.enforcement,
                              label.enforcement < self._hide_from, label, best.entity,
                              label.reason, causes)
+
+    def _escalate(self, entity: str, groups: list[_Group], won: _Scored | None,
+                  decided_by: str | None, now: float) -> Decision:
+        """The decision with the surface's escalation rules competing with the winner `won`."""
+        esc = self._escalation
+        assert esc is not None
+        tier_of = esc.tier_of
+        cutoff: float | None = None  # the item's newest human clearance: signals before it
+        signals: list[Signal] = []    # were reviewed and do not count
+        related = self._related
+        for g in groups:
+            minimum = _ALLOW if g.relation is None else related[g.relation]
+            for s in g.scored:
+                label = s[_LABEL]
+                enforcement = label.enforcement
+                if enforcement is _ALLOW:
+                    if (g.relation is None and label.source.type is _HUMAN and s[_WEIGHT] > 0
+                            and (cutoff is None or s[_CREATED] > cutoff)):
+                        cutoff = s[_CREATED]
+                    continue
+                if enforcement < minimum:
+                    continue
+                tier = tier_of.get(label.reason)
+                if tier is not None:
+                    signals.append((label, tier, s[_CREATED]))
+        if cutoff is not None:
+            signals = [sig for sig in signals if sig[2] > cutoff]
+        hits = esc.evaluate(signals, now) if signals else []
+        ordinary = _ALLOW if won is None else won[_LABEL].enforcement
+        top: tuple[EscalationHit, EscalationRule, Label] | None = None
+        for h in hits:  # the most severe rule; at equal severity the first listed
+            severity = h[0].enforcement
+            if severity > ordinary and (top is None or severity > top[0].enforcement):
+                top = h
+        causes = [
+            Cause(g.entity, g.relation, s[_LABEL], s[_SCORE], s[_WEIGHT], s[_AGE], g.counted,
+                  top is None and s is won)
+            for g in groups
+            for s in g.scored
+        ]
+        top_label: Label | None = None
+        for h in hits:
+            hit, rule, newest = h
+            label = escalation_label(entity, rule, newest.created_at)
+            if h is top:
+                top_label = label
+            age = max(now - newest.created_at.timestamp(), 0.0)
+            causes.append(Cause(entity, None, label, 0.0, 0.0, age, True, h is top, hit))
+        if top_label is not None:
+            return make_decision(entity, self.surface, top_label.enforcement,
+                                 top_label.enforcement < self._hide_from, top_label, entity,
+                                 top_label.reason, tuple(causes))
+        if won is None:
+            return make_decision(entity, self.surface, _ALLOW, True, None, None, None,
+                                 tuple(causes))
+        label = won[_LABEL]
+        return make_decision(entity, self.surface, label.enforcement,
+                             label.enforcement < self._hide_from, label, decided_by,
+                             label.reason, tuple(causes))
 
     def _score(self, labels: Sequence[Label], now: float) -> list[_Scored]:
         """Selected, unexpired labels with their scores, best first."""
@@ -260,6 +331,25 @@ class Resolver:
         if len(out) > 1:
             out.sort(reverse=True)
         return out
+
+
+def _selection(config: SurfaceConfig) -> Predicate | None:
+    """The surface's selector with its `min_confidence` floor; None takes every label."""
+    match = None if config.selector.matches_all else config.selector.predicate
+    floor = config.min_confidence
+    if floor is None:
+        return match
+    if match is None:
+        def confident(label: Label, now: float) -> bool:
+            c = label.confidence
+            return c is None or c >= floor
+        return confident
+    selected = match
+
+    def confident_and_selected(label: Label, now: float) -> bool:
+        c = label.confidence
+        return (c is None or c >= floor) and selected(label, now)
+    return confident_and_selected
 
 
 def _rank_parts(weight: float, half_life_us: int) -> tuple[int, float]:

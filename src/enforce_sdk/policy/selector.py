@@ -510,17 +510,40 @@ _CMP: Final[dict[str, Callable[[Any, Any], bool]]] = {
 # --------------------------------------------------------------------------- public
 
 
+def _required_reasons(node: _Node) -> frozenset[str] | None:
+    """Reasons a label must have for `node` to take it (None: no such bound), soundly:
+    `reason = x`, `reason in [...]`, an `and` with such a part, an `or` of such parts."""
+    if isinstance(node, _Compare):
+        if node.field == "reason" and node.op in ("=", "in"):
+            return frozenset(str(v) for v in node.values)
+        return None
+    if isinstance(node, _Bool):
+        parts = [_required_reasons(n) for n in node.operands]
+        if node.op == "and":
+            bounds = [p for p in parts if p is not None]
+            return frozenset.intersection(*bounds) if bounds else None
+        if any(p is None for p in parts):
+            return None
+        return frozenset().union(*(p for p in parts if p is not None))
+    return None
+
+
 class Selector:
     """A parsed, checked and compiled selector. Immutable; equal when canonical texts are equal."""
 
-    __slots__ = ("_text", "predicate")
+    __slots__ = ("_text", "predicate", "reasons")
 
     predicate: Predicate
     """The compiled `(label, now_epoch_seconds) -> bool`; call it directly on hot paths."""
+    reasons: frozenset[str] | None
+    """Only labels with one of these reasons can match (None: no bound); lets a caller skip
+    the predicate for the others (escalation rules do)."""
 
-    def __init__(self, canonical: str, predicate: Predicate) -> None:
+    def __init__(self, canonical: str, predicate: Predicate,
+                 reasons: frozenset[str] | None = None) -> None:
         self._text = canonical
         self.predicate = predicate
+        self.reasons = reasons
 
     @classmethod
     def parse(cls, text: str) -> Selector:
@@ -542,7 +565,7 @@ class Selector:
         if not text.strip():
             return cls.all()
         node = _Parser(text).parse()
-        return cls(_render(node), _compile(node))
+        return cls(_render(node), _compile(node), _required_reasons(node))
 
     @classmethod
     def all(cls) -> Selector:

@@ -8,6 +8,7 @@ from types import MappingProxyType
 from typing import Any, Final, Literal
 
 from ..model.label import Enforcement
+from .escalation import Escalation
 from .selector import Selector, format_duration
 
 _DAY: Final = 86400.0
@@ -39,12 +40,18 @@ class SurfaceConfig:
     related: Mapping[str, Enforcement] = field(default_factory=lambda: _EMPTY)  # link kind -> minimum enforcement propagated
     on_bloom_stale: BloomStaleMode = "trust"
     on_bad_link: BadLinkMode = "fail_closed"  # a link that cannot be parsed: hide the item
+    # Labels with a confidence below this are not taken on the surface (None: no floor).
+    min_confidence: float | None = None
+    # The surface's escalation rules with the registry's tiers (None: no rules), and
+    # whether they are the document's global default rather than the surface's own list.
+    escalation: Escalation | None = None
+    inherits_escalation: bool = False
 
     def is_visible(self, enforcement: Enforcement) -> bool:
         return enforcement < self.hide_from
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "selector": str(self.selector),
             "weights": dict(self.weights),
             "default_weight": self.default_weight,
@@ -56,3 +63,8 @@ class SurfaceConfig:
             "on_bloom_stale": self.on_bloom_stale,
             "on_bad_link": self.on_bad_link,
         }
+        if self.min_confidence is not None:
+            out["min_confidence"] = self.min_confidence
+        if self.escalation is not None and not self.inherits_escalation:
+            out["escalate"] = [r.to_dict() for r in self.escalation.rules]
+        return out

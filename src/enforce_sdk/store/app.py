@@ -45,6 +45,7 @@ from .head_watcher import HeadWatcher
 from .idempotency import REPLAYED_HEADER, InFlightKeys, write_key
 from .live_policy import LivePolicy, PolicyFeed
 from .observe import ObserveMiddleware, TimedStorage, new_metrics, store_gauges
+from .policy_status import PolicyStatus
 from .query import answer_query, wanted_keys
 from .requests import (
     Caller,
@@ -92,7 +93,8 @@ class LabelStoreService:
             storage = cast(LabelStorage, TimedStorage(storage, self.metrics))
         self.storage = storage
         self.clock = clock
-        self.checker = LabelChecker.from_config(config)
+        self.live_policy = LivePolicy()  # the SDK config, when a feed is given (store/live_policy)
+        self.checker = LabelChecker.from_config(config, self.live_policy)
         self.limits = config.limits
         self._tokens: dict[str, TokenEntry] = {t.token_sha256: t for t in config.tokens}
         for token in config.tokens:
@@ -106,8 +108,8 @@ class LabelStoreService:
             else SharedBloomSnapshots(storage, config.bloom.fp_rate, slot.bloom_path))
         self._notices: HeadNotices | None = None  # to sibling workers, while serving
         self._in_flight = InFlightKeys()
-        self.live_policy = LivePolicy()  # the SDK config, when a feed is given (store/live_policy)
         self._policy_feed = policy_feed
+        self.policy = PolicyStatus(self.live_policy, self.checker, storage, self._tokens)
 
     def _wrote(self, head: int) -> None:
         """A write here moved the head: wake this process's long-polls, then the siblings'."""
@@ -189,6 +191,7 @@ class LabelStoreService:
         view = self.live_policy.current()
         if view is not None:
             answer["sdk_config"] = {"version": view.version, "origin": view.origin}
+            answer["policy"] = self.policy.describe(view)
         return respond(request, answer)
 
     async def query(self, request: Request) -> Response:
@@ -209,7 +212,8 @@ class LabelStoreService:
         pending: list[dict[str, Any]] = []
         for stored in found.get(entity, []):
             (active if stored.status is LabelStatus.ACTIVE else pending).append(stored.label.to_wire())
-        return respond(request, {"entity": entity, "labels": active, "pending": pending})
+        return respond(request, {"entity": entity, "labels": active, "pending": pending,
+                                 **self.policy.reasons_of(s.label for s in found.get(entity, []))})
 
     async def put_labels(self, request: Request) -> Response:
         caller = authenticate(self._tokens, request, Role.WRITER)
@@ -221,8 +225,8 @@ class LabelStoreService:
         except LabelRejectedError as exc:
             if self.metrics is not None:
                 self.metrics.outcomes.labels("refused").inc(len(raw_labels))
-            status, code = (413, "too_large") if exc.too_large else (422, "invalid_label")
-            raise Problem(status, code, str(exc), field=exc.field, index=exc.index) from exc
+            raise Problem(413 if exc.too_large else 422, exc.code, str(exc), field=exc.field,
+                          index=exc.index, extra=exc.extra) from exc
         for i, op in enumerate(ops):  # before anything is written: a refused batch stores nothing
             caller.check_source(op.label.source, i)
         applied = await self._apply(list(ops), caller, self._write_key(request, caller, body))
@@ -484,6 +488,7 @@ class LabelStoreService:
             Route("/v1/history/{entity:path}", self.history, methods=["GET"]),
             Route("/v1/changes", self.changes, methods=["GET"]),
             Route("/v1/pending", self.pending, methods=["GET"]),
+            Route("/v1/reasons", self.policy.reasons_endpoint, methods=["GET"]),
             Route("/v1/bloom", self.bloom_snapshot, methods=["GET"]),
             Route("/v1/bloom/rebuild", self.bloom_rebuild, methods=["POST"]),
             Route("/v1/expired/purge", self.purge_expired, methods=["POST"]),

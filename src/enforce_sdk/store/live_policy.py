@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..policy.reasons import NO_ROUTING, ConfidenceRouting, ReasonRegistry
 from ..policy.resolver import Resolver
 from ..policy.surface import SurfaceConfig
 
@@ -41,6 +42,10 @@ class PolicyView:
     surfaces: Mapping[str, SurfaceConfig]
     resolvers: Mapping[str, Resolver]  # one per surface, built once per version
     document: Mapping[str, Any]  # the validated document as plain data
+    # The reason registry the Label Checker enforces (None: the document registers none,
+    # any well-formed reason is accepted) and its per-system confidence routing.
+    reasons: ReasonRegistry | None = None
+    confidence: ConfidenceRouting = NO_ROUTING
 
 
 class LivePolicy:

@@ -239,4 +239,7 @@ def store_gauges(service: Any) -> dict[str, float]:
         out["bloom_snapshot_bytes"] = float(len(snapshot.data))
         out["bloom_snapshot_keys"] = float(snapshot.key_count)
         out["bloom_build_seconds"] = float(snapshot.build_seconds)
+    policy = getattr(service, "policy", None)  # the SDK config's policy (store/policy_status)
+    if policy is not None:
+        out.update(policy.gauges())
     return out

@@ -28,7 +28,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import quote
@@ -81,6 +81,9 @@ class EntityLabels:
     entity: str
     labels: list[Label]
     pending: list[Label]
+    # reason -> {tier, description, owner[, enforcement]} (None: not registered), when the
+    # store follows an SDK config with a reason registry; empty otherwise
+    reasons: Mapping[str, Mapping[str, Any] | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,6 +399,7 @@ class LabelStoreClient(RequestTimeout[httpx.Client]):
                 body["entity"],
                 [Label.from_dict(d) for d in body["labels"]],
                 [Label.from_dict(d) for d in body["pending"]],
+                _reasons(body.get("reasons")),
             )
 
     def query(self, keys: Sequence[str]) -> LabelsQuery:
@@ -515,3 +519,13 @@ class LabelStoreClient(RequestTimeout[httpx.Client]):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _reasons(raw: object) -> dict[str, Mapping[str, Any] | None]:
+    """The `reasons` of an entity answer, checked for shape (absent from older stores)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not all(
+            isinstance(k, str) and (v is None or isinstance(v, dict)) for k, v in raw.items()):
+        raise TypeError("reasons must map reason names to objects or null")
+    return dict(raw)

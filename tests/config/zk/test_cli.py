@@ -434,3 +434,31 @@ def test_guardrail_with_nothing_valid_to_compare_needs_force(
     assert res.exit_code == 1 and "no valid version" in res.output, res.output
     forced = invoke("push", write(tmp_path, "v1.json", document(1)), "--force")
     assert forced.exit_code == 0, forced.output
+
+
+def test_push_dry_run_reports_each_new_rule_and_pushes_nothing(
+        invoke: Invoke, tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    rows = []
+    for i in range(10):  # 10 users with 2 spam labels from two systems, 10 with one
+        for system in ("a_model", "b_model") if i < 5 else ("a_model",):
+            rows.append({"entity": f"user:{i}", "source": {"system": system,
+                         "type": "automated", "name": "v1"}, "enforcement": "limit",
+                         "reason": "spam", "created_at": now.isoformat()})
+    sample = tmp_path / "spam.jsonl"
+    sample.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    reasons = {"spam": {"tier": "medium", "description": "spam", "owner": "spam-team"}}
+    v1 = {**document(1), "reasons": reasons}
+    assert invoke("push", write(tmp_path, "v1.json", v1)).exit_code == 0
+    rule = {"name": "spam account",
+            "when": "high >= 1 or medium >= 2 or (low >= 2 and medium >= 1)",
+            "over": "reason = spam and age < 365d", "enforce": "block", "reason": "spam"}
+    v2 = {**v1, "escalate": [rule]}
+    out = invoke("push", write(tmp_path, "v2.json", v2), "--sample", str(sample), "--dry-run",
+                 "--max-shift", "1")
+    assert out.exit_code == 0, out.output
+    for surface in ("home_feed", "search"):  # limit -> block for the 5 with two sources
+        assert f"{surface}: rule 'spam account' (new) fires on 5, changes 5 sampled entities" \
+            in out.output
+    assert "dry run: nothing pushed" in out.output
+    assert "escalate" not in json.loads(invoke("get").output)
