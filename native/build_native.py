@@ -18,6 +18,7 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 HEADER = os.path.join(HERE, "enforce_native.h")
 SOURCE = os.path.join(HERE, "enforce_native.c")
+PDQ_SOURCE = os.path.join(HERE, "pdq.c")  # PDQ image hashing (docs/images.md)
 
 
 def cdef_text() -> str:
@@ -47,7 +48,7 @@ def make_builder(*, absolute: bool = False) -> FFI:
     builder.set_source(
         "enforce_sdk.native._enforce_native",
         '#include "enforce_native.h"',
-        sources=[path(SOURCE)],
+        sources=[path(SOURCE), path(PDQ_SOURCE)],
         include_dirs=[path(HERE)],
         depends=[path(HEADER)],
         extra_compile_args=_CFLAGS,

@@ -101,6 +101,21 @@ int enf_snapshot_write(const enf_bloom *b, uint8_t *out, size_t cap);
  * The header CRC is checked before the version is trusted (docs/native.md gives the
  * order and the rule later versions keep so their header CRC can be found). */
 int enf_snapshot_read(const char *buf, size_t len, enf_bloom **out);
+/* PDQ perceptual image hash (docs/images.md). Pixels are uint8, row-major, `channels`
+ * (1: luma as is, 3: RGB) bytes per pixel, rows packed. `variants` is 1 (the hash) or
+ * ENF_PDQ_VARIANTS (the 8 dihedral hashes in PDQ's order: original, rotate90, rotate180,
+ * rotate270, flipx, flipy, flipplus1, flipminus1); each hash is ENF_PDQ_HASH_BYTES bytes,
+ * in the order of its 64-hex text. ENF_ERR_ARG for a shape out of range. */
+#define ENF_PDQ_HASH_BYTES 32
+#define ENF_PDQ_VARIANTS 8
+#define ENF_PDQ_MIN_DIM 5
+#define ENF_PDQ_MAX_PIXELS 268435456
+int enf_pdq_hash(const uint8_t *pixels, size_t rows, size_t cols, size_t channels,
+                 int variants, uint8_t *out, int *quality);
+/* `count` images of one shape, `image_stride` bytes apart: out[count * variants * 32],
+ * quality[count]; the scratch buffers are allocated once for the batch. */
+int enf_pdq_hash_batch(const uint8_t *pixels, size_t count, size_t image_stride, size_t rows,
+                       size_t cols, size_t channels, int variants, uint8_t *out, int *quality);
 /* CDEF END */
 
 #endif
