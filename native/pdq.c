@@ -160,7 +160,7 @@ static int work_init(pdq_work *w, size_t rows, size_t cols) {
         return ENF_ERR_NOMEM;
     }
     const double pi = 3.14159265358979323846;
-    const double scale = sqrt(2.0 / PDQ_DIM);
+    const float scale = (float)sqrt(2.0 / PDQ_DIM); /* float, as the description's table */
     for (int k = 0; k < PDQ_DCT; k++)
         for (int x = 0; x < PDQ_DIM; x++)
             w->dct[k][x] = (float)(scale * cos(pi / (2.0 * PDQ_DIM) * (k + 1) * (2 * x + 1)));

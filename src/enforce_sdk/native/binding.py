@@ -313,6 +313,33 @@ def crc32c(data: object, crc: object = 0, *, portable: bool = False) -> int:
     return int(fn(crc, data, len(data)))
 
 
+PDQ_HASH_BYTES: int = lib.ENF_PDQ_HASH_BYTES
+PDQ_VARIANTS: int = lib.ENF_PDQ_VARIANTS
+PDQ_MIN_DIM: int = lib.ENF_PDQ_MIN_DIM
+PDQ_MAX_PIXELS: int = lib.ENF_PDQ_MAX_PIXELS
+
+
+def pdq_hash_stack(stack: Any, variants: int) -> tuple[bytes, list[int]]:
+    """PDQ hashes of a C-contiguous uint8 stack N x H x W (grey) or N x H x W x 3 (RGB).
+
+    One C call for the stack: `variants` (1 or 8) hashes of PDQ_HASH_BYTES per image, in
+    image order, and one quality per image. The caller (native/images.py) checks shapes
+    first; this re-checks what C relies on so no call can read past the array.
+    """
+    if not (isinstance(stack, np.ndarray) and stack.dtype == np.uint8
+            and stack.flags.c_contiguous and stack.ndim in (3, 4)):
+        raise InvalidInputError("must be a C-contiguous uint8 stack", field="image")
+    count, rows, cols = (int(d) for d in stack.shape[:3])
+    channels = int(stack.shape[3]) if stack.ndim == 4 else 1
+    out = bytearray(count * variants * PDQ_HASH_BYTES)
+    quality = ffi.new("int[]", max(count, 1))
+    code = lib.enf_pdq_hash_batch(
+        ffi.from_buffer(stack), count, rows * cols * channels, rows, cols, channels,
+        variants, ffi.from_buffer(out), quality)
+    _check(code, f"PDQ hash of {count} image(s) of {rows}x{cols}x{channels}")
+    return bytes(out), [int(quality[i]) for i in range(count)]
+
+
 _LIVE: weakref.WeakSet[NativeBloom] = weakref.WeakSet()
 
 
