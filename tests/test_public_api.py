@@ -19,6 +19,8 @@ EXPECTED = {
     "LabelStoreClient",
     # native
     "BloomFilter", "signature", "signatures",
+    # image signatures (PDQ)
+    "ImageSignature", "image_signature", "image_signatures", "image_signature_variants",
     # errors
     "EnforceError", "InvalidInputError", "EntityKeyError", "LabelValidationError",
     "SelectorSyntaxError", "ConfigError", "UnknownSurfaceError", "StoreError",

@@ -43,6 +43,12 @@ from .config.source import ConfigMeta, ConfigSource, FileConfigSource, StaticCon
 from .model.keys import canonical_key, domain_key_from_url
 from .model.label import Enforcement, Label, Source, SourceType
 from .native.bloom import BloomFilter, signature, signatures
+from .native.images import (
+    ImageSignature,
+    image_signature,
+    image_signature_variants,
+    image_signatures,
+)
 from .policy.decision import Cause, Decision
 from .policy.selector import Selector
 from .policy.surface import SurfaceConfig
@@ -127,9 +133,13 @@ __all__ = [
     "WriteOutcomeUnknownError",
     "ZooKeeperConfigSource",
     "ZooKeeperConfigStore",
+    "ImageSignature",
     "__version__",
     "canonical_key",
     "domain_key_from_url",
+    "image_signature",
+    "image_signature_variants",
+    "image_signatures",
     "signature",
     "signatures",
 ]
