@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from enforce_sdk import EntityKeyError, canonical_key, domain_key_from_url
+from enforce_sdk.model.keys import pdq_hash_of_key
 
 
 @pytest.mark.parametrize(
@@ -120,3 +121,30 @@ def test_an_oversized_key_is_refused_before_any_work_or_caching() -> None:
 def test_ids_of_other_scripts_and_symbols_stay_valid() -> None:
     for raw in ("pin:café", "pin:日本語", "pin:😀", "board:ação-1"):
         assert canonical_key(raw) == raw
+
+
+PDQ_HEX = "0123456789abcdef" * 4
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (f"image:{PDQ_HEX}", PDQ_HEX),
+        (f"image:{PDQ_HEX.upper()}", PDQ_HEX),
+        (f" IMAGE:{PDQ_HEX} ", PDQ_HEX),
+        (f"image:{PDQ_HEX[:-1]}", None),  # 63 hex: an opaque image id
+        (f"image:{PDQ_HEX}0", None),  # 65 hex
+        (f"image:{PDQ_HEX[:-1]}g", None),  # not hex
+        ("image:9f86d081884c7d65", None),
+        (f"pin:{PDQ_HEX}", None),
+    ],
+)
+def test_pdq_image_keys_are_recognised(raw: str, expected: str | None) -> None:
+    assert pdq_hash_of_key(raw) == expected
+    if expected is not None:
+        assert canonical_key(raw) == f"image:{expected}"
+
+
+def test_pdq_hash_of_key_refuses_what_is_not_a_key() -> None:
+    with pytest.raises(EntityKeyError):
+        pdq_hash_of_key("no colon")

@@ -12,7 +12,8 @@ Canonical form:
   bare public suffix is refused. An IP host keeps its address: IPv4
   dotted-decimal, IPv6 compressed without brackets (IPv4-mapped IPv6 is the
   IPv4 address). No port, path or query: `domain_key_from_url` reads a URL;
-- `image:` ids (content signatures) are lower-cased;
+- `image:` ids (content signatures) are lower-cased; an `image:` id of exactly 64 hex
+  characters is a PDQ signature (`pdq_hash_of_key`), any other image id is opaque;
 - every other kind keeps its id as given (ids are case-sensitive).
 """
 
@@ -186,3 +187,18 @@ def is_canonical(raw: str) -> bool:
         return canonical_key(raw) == raw
     except EntityKeyError:
         return False
+
+
+PDQ_HEX_LENGTH = 64
+_PDQ_KEY_RE = re.compile(r"image:([0-9a-f]{64})")
+
+
+def pdq_hash_of_key(raw: str) -> str | None:
+    """The PDQ hash (64 lower-case hex characters) an image key names, else None.
+
+    `raw` is canonicalised first, so `image:<64 HEX>` reads as its lower-case hash; any
+    other key (another kind, or an opaque image id of another length or alphabet) gives
+    None. EntityKeyError if `raw` is not a key at all.
+    """
+    match = _PDQ_KEY_RE.fullmatch(canonical_key(raw))
+    return match.group(1) if match else None
