@@ -31,11 +31,13 @@ main.add_command(demo)
 from ._bloom import bloom  # noqa: E402  `enforce-sdk bloom ...`
 from ._check import check  # noqa: E402  `enforce-sdk check ...`
 from ._config import config  # noqa: E402  `enforce-sdk config ...`
+from ._image import image  # noqa: E402  `enforce-sdk image hash ...`
 from ._ops import changes, tokens  # noqa: E402  `enforce-sdk tokens new`, `changes tail`
 
 main.add_command(bloom)
 main.add_command(check)
 main.add_command(config)
+main.add_command(image)
 main.add_command(tokens)
 main.add_command(changes)
 # -------------------------------------------------------------------------------------------

@@ -1,0 +1,69 @@
+"""`enforce-sdk image hash` through click's CliRunner on the group itself."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+from click.testing import CliRunner
+from PIL import Image
+
+from enforce_sdk.cli._image import image
+from enforce_sdk.native.images import image_signature
+
+
+def _save(tmp_path: Path, name: str, pixels: np.ndarray) -> Path:
+    path = tmp_path / name
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def test_hash_prints_each_file_as_the_api_hashes_its_pixels(tmp_path: Path) -> None:
+    astronaut, camera = skimage.data.astronaut(), skimage.data.camera()
+    files = [_save(tmp_path, "a.png", astronaut), _save(tmp_path, "c.png", camera)]
+    result = CliRunner().invoke(image, ["hash", *map(str, files)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    for line, pixels, path in zip(lines, [astronaut, camera], files, strict=True):
+        sig = image_signature(pixels)  # PNG is lossless: the same pixels
+        assert line.split() == [sig.hash, str(sig.quality), str(path)]
+
+
+def test_hash_json(tmp_path: Path) -> None:
+    pixels = skimage.data.coffee()
+    path = _save(tmp_path, "coffee.jpg", pixels)
+    result = CliRunner().invoke(image, ["hash", "--json", str(path)])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output)
+    expected = image_signature(Image.open(path))
+    assert record == {"file": str(path), "hash": expected.hash, "key": expected.key,
+                      "quality": expected.quality}
+    assert image_signature(pixels).distance(record["hash"]) <= 31  # JPEG moved few bits
+
+
+def test_unreadable_files_are_reported_and_the_rest_still_hash(tmp_path: Path) -> None:
+    good = _save(tmp_path, "good.png", skimage.data.camera())
+    text = tmp_path / "notes.png"
+    text.write_text("not an image", encoding="utf-8")
+    tiny = _save(tmp_path, "tiny.png", np.zeros((3, 3), np.uint8))
+    missing = tmp_path / "missing.png"
+    result = CliRunner().invoke(image, ["hash", str(text), str(good), str(tiny), str(missing)])
+    assert result.exit_code == 1
+    assert image_signature(skimage.data.camera()).hash in result.stdout
+    assert f"{text}: cannot hash" in result.stderr
+    assert "3x3 pixels is below PDQ's minimum" in result.stderr
+    assert f"{missing}: cannot hash" in result.stderr
+
+
+def test_without_pillow_the_command_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _save(tmp_path, "a.png", skimage.data.camera())
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    result = CliRunner().invoke(image, ["hash", str(path)])
+    assert result.exit_code == 2
+    assert "enforce-sdk[images]" in result.output
