@@ -16,6 +16,11 @@ from enforce_sdk.cli._image import image
 from enforce_sdk.native.images import image_signature
 
 
+def _photo(name: str) -> np.ndarray:
+    """A photograph scikit-image ships (its loaders are untyped)."""
+    return np.asarray(getattr(skimage.data, name)())
+
+
 def _save(tmp_path: Path, name: str, pixels: np.ndarray) -> Path:
     path = tmp_path / name
     Image.fromarray(pixels).save(path)
@@ -23,7 +28,7 @@ def _save(tmp_path: Path, name: str, pixels: np.ndarray) -> Path:
 
 
 def test_hash_prints_each_file_as_the_api_hashes_its_pixels(tmp_path: Path) -> None:
-    astronaut, camera = skimage.data.astronaut(), skimage.data.camera()
+    astronaut, camera = _photo("astronaut"), _photo("camera")
     files = [_save(tmp_path, "a.png", astronaut), _save(tmp_path, "c.png", camera)]
     result = CliRunner().invoke(image, ["hash", *map(str, files)])
     assert result.exit_code == 0, result.output
@@ -34,7 +39,7 @@ def test_hash_prints_each_file_as_the_api_hashes_its_pixels(tmp_path: Path) -> N
 
 
 def test_hash_json(tmp_path: Path) -> None:
-    pixels = skimage.data.coffee()
+    pixels = _photo("coffee")
     path = _save(tmp_path, "coffee.jpg", pixels)
     result = CliRunner().invoke(image, ["hash", "--json", str(path)])
     assert result.exit_code == 0, result.output
@@ -46,14 +51,14 @@ def test_hash_json(tmp_path: Path) -> None:
 
 
 def test_unreadable_files_are_reported_and_the_rest_still_hash(tmp_path: Path) -> None:
-    good = _save(tmp_path, "good.png", skimage.data.camera())
+    good = _save(tmp_path, "good.png", _photo("camera"))
     text = tmp_path / "notes.png"
     text.write_text("not an image", encoding="utf-8")
     tiny = _save(tmp_path, "tiny.png", np.zeros((3, 3), np.uint8))
     missing = tmp_path / "missing.png"
     result = CliRunner().invoke(image, ["hash", str(text), str(good), str(tiny), str(missing)])
     assert result.exit_code == 1
-    assert image_signature(skimage.data.camera()).hash in result.stdout
+    assert image_signature(_photo("camera")).hash in result.stdout
     assert f"{text}: cannot hash" in result.stderr
     assert "3x3 pixels is below PDQ's minimum" in result.stderr
     assert f"{missing}: cannot hash" in result.stderr
@@ -62,7 +67,7 @@ def test_unreadable_files_are_reported_and_the_rest_still_hash(tmp_path: Path) -
 def test_without_pillow_the_command_says_what_to_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = _save(tmp_path, "a.png", skimage.data.camera())
+    path = _save(tmp_path, "a.png", _photo("camera"))
     monkeypatch.setitem(sys.modules, "PIL", None)
     result = CliRunner().invoke(image, ["hash", str(path)])
     assert result.exit_code == 2
