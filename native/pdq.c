@@ -3,7 +3,7 @@
  * (Meta, "The TMK+PDQF Video-Hashing Algorithm and the PDQ Image Similarity
  * Algorithm", 2017; docs/images.md restates every step):
  *
- *   1. luminance Y = 0.299 R + 0.587 G + 0.114 B (float);
+ *   1. luminance Y = 0.299 R + 0.587 G + 0.114 B (in double, stored as float);
  *   2. two passes of a Jarosz filter (a separable 1-D box filter along rows, then
  *      along columns), window ceil(dim / 128) per pass, truncated at the edges;
  *   3. decimation to 64x64 by taking the sample at the centre of each cell;
@@ -94,7 +94,9 @@ static void luma(const uint8_t *px, size_t rows, size_t cols, size_t channels, f
     }
     for (size_t i = 0; i < n; i++) {
         const uint8_t *p = px + 3 * i;
-        y[i] = 0.299f * (float)p[0] + 0.587f * (float)p[1] + 0.114f * (float)p[2];
+        /* In double, rounded once to float: the reference (pdqhash) forms luma this way,
+         * and on images with exact ties in the DCT any rounding difference flips bits. */
+        y[i] = (float)(0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]);
     }
 }
 
