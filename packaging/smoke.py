@@ -19,6 +19,15 @@ def main() -> int:
     bloom = BloomFilter.for_capacity(1000, 0.01)
     bloom.add("pin:1")
     assert bloom.contains("pin:1")
+    # PDQ from a numpy array needs no extra (Pillow only decodes files)
+    import numpy as np
+
+    from enforce_sdk import image_signature
+
+    ramp = np.add.outer(np.arange(64) * 3, np.arange(64)).astype(np.uint8)
+    sig = image_signature(ramp)
+    assert len(sig.hash) == 64 and 0 <= sig.quality <= 100, sig
+    assert image_signature(np.ascontiguousarray(ramp[:, ::-1])).distance(sig) > 0, sig
 
     class Reader:
         def get_many(self, keys: list[str]) -> dict[str, list[object]]:

@@ -56,7 +56,7 @@ def test_the_sdist_carries_the_native_sources(dist: Path) -> None:
     with tarfile.open(sdist) as tar:
         names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
     assert {"native/build_native.py", "native/enforce_native.c", "native/enforce_native.h",
-            "setup.py", "pyproject.toml", "src/enforce_sdk/py.typed"} <= names
+            "native/gate.c", "native/pdq.c", "setup.py", "pyproject.toml", "src/enforce_sdk/py.typed"} <= names
 
 
 def test_the_wheel_is_tagged_abi3(dist: Path) -> None:
@@ -74,7 +74,7 @@ def test_the_plain_install_passes_the_smoke_check(plain_venv: Path) -> None:
 
 def test_the_plain_install_has_no_optional_extra(plain_venv: Path) -> None:
     probe = ("import importlib.util as u; print(' '.join(m for m in ('kazoo', 'click', 'tqdm', "
-             "'starlette', 'uvicorn', 'redis', 'cachetools') if u.find_spec(m)))")
+             "'starlette', 'uvicorn', 'redis', 'cachetools', 'PIL') if u.find_spec(m)))")
     assert _run(plain_venv, "-c", probe).split() == []
     # ... and says what to install when an extra is asked for
     done = subprocess.run([plain_venv, "-c", "import enforce_sdk; enforce_sdk.ZooKeeperConfigSource"],
