@@ -19,6 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 HEADER = os.path.join(HERE, "enforce_native.h")
 SOURCE = os.path.join(HERE, "enforce_native.c")
 PDQ_SOURCE = os.path.join(HERE, "pdq.c")  # PDQ image hashing (docs/images.md)
+PDQ_INDEX_SOURCE = os.path.join(HERE, "pdq_index.c")  # PDQ hash set with range queries
 
 
 def cdef_text() -> str:
@@ -48,7 +49,7 @@ def make_builder(*, absolute: bool = False) -> FFI:
     builder.set_source(
         "enforce_sdk.native._enforce_native",
         '#include "enforce_native.h"',
-        sources=[path(SOURCE), path(PDQ_SOURCE)],
+        sources=[path(SOURCE), path(PDQ_SOURCE), path(PDQ_INDEX_SOURCE)],
         include_dirs=[path(HERE)],
         depends=[path(HEADER)],
         extra_compile_args=_CFLAGS,

@@ -116,6 +116,27 @@ int enf_pdq_hash(const uint8_t *pixels, size_t rows, size_t cols, size_t channel
  * quality[count]; the scratch buffers are allocated once for the batch. */
 int enf_pdq_hash_batch(const uint8_t *pixels, size_t count, size_t image_stride, size_t rows,
                        size_t cols, size_t channels, int variants, uint8_t *out, int *quality);
+/* A set of PDQ hashes with exact range queries (native/pdq_index.c, docs/images.md).
+ * Hashes are ENF_PDQ_HASH_BYTES bytes. Not thread-safe: serialise calls on one index. */
+#define ENF_PDQ_INDEX_MAX 4294967295
+typedef struct enf_pdq_index enf_pdq_index;
+int enf_pdq_index_new(uint64_t capacity, enf_pdq_index **out);
+void enf_pdq_index_free(enf_pdq_index *ix);
+/* Room for `capacity` hashes without reallocating. */
+int enf_pdq_index_reserve(enf_pdq_index *ix, uint64_t capacity);
+uint64_t enf_pdq_index_count(const enf_pdq_index *ix);
+/* Bytes the index holds (hash array and table, at their capacities). */
+uint64_t enf_pdq_index_memory(const enf_pdq_index *ix);
+/* *added = 1 if the hash was new, 0 if already held. */
+int enf_pdq_index_add(enf_pdq_index *ix, const uint8_t *hash, int *added);
+/* *removed = 1 if the hash was held (it is gone), 0 if not. */
+int enf_pdq_index_remove(enf_pdq_index *ix, const uint8_t *hash, int *removed);
+/* The hash in `slot` (< count) into out[ENF_PDQ_HASH_BYTES]. */
+void enf_pdq_index_get(const enf_pdq_index *ix, uint64_t slot, uint8_t *out);
+/* The number of held hashes within max_distance of query; the first `cap` of them (slot
+ * order) go to out_slots / out_dist. Slots are valid until the next add or remove. */
+uint64_t enf_pdq_index_query(const enf_pdq_index *ix, const uint8_t *query, uint32_t max_distance,
+                             uint64_t *out_slots, uint32_t *out_dist, uint64_t cap);
 /* CDEF END */
 
 #endif
