@@ -218,3 +218,12 @@ def test_hostile_batches_are_refused_by_name() -> None:
 def test_distance_refuses_what_is_not_a_pdq_hash(bad: object) -> None:
     with pytest.raises(InvalidInputError):
         pdq_distance("0" * 64, bad)  # type: ignore[arg-type]
+
+
+def test_threads_hash_as_one_thread_does() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    photos = [photo(n) for n in ("astronaut", "camera", "coffee", "rocket")] * 4
+    serial = [image_signature(p) for p in photos]
+    with ThreadPoolExecutor(4) as pool:  # the C call releases the GIL and shares no state
+        assert list(pool.map(image_signature, photos)) == serial
