@@ -12,8 +12,10 @@ import skimage.data
 from click.testing import CliRunner
 from PIL import Image
 
+from enforce_sdk.cli import main
 from enforce_sdk.cli._image import image
 from enforce_sdk.native.images import image_signature
+from tests.fixtures.store_server import StoreServerProcess
 
 
 def _photo(name: str) -> np.ndarray:
@@ -72,3 +74,34 @@ def test_without_pillow_the_command_says_what_to_install(
     result = CliRunner().invoke(image, ["hash", str(path)])
     assert result.exit_code == 2
     assert "enforce-sdk[images]" in result.output
+
+
+def test_labels_put_image_file_labels_its_signature(
+    tmp_path: Path, store_server: StoreServerProcess
+) -> None:
+    path = _save(tmp_path, "astronaut.png", _photo("astronaut"))
+    expected = image_signature(_photo("astronaut"))
+    env = {"ENFORCE_STORE_URL": store_server.url,
+           "ENFORCE_STORE_TOKEN": store_server.tokens["writer"]}
+    put = CliRunner().invoke(main, ["labels", "put", f"image:{path}", "--source",
+                                    "review_tool/human/rev-1", "--enforcement", "block",
+                                    "--reason", "spam"], env=env, catch_exceptions=False)
+    assert put.exit_code == 0, put.output
+    assert put.stdout.strip() == f"written: {expected.key} review_tool/human/rev-1"
+    assert f"hashed: {expected.key} (quality {expected.quality})" in put.stderr
+    env["ENFORCE_STORE_TOKEN"] = store_server.tokens["reader"]
+    got = CliRunner().invoke(main, ["labels", "get", expected.key, "--json"], env=env,
+                             catch_exceptions=False)
+    assert json.loads(got.output)["entity"] == expected.key
+    # an opaque image id that is no file stays as given; a bad file is refused, exit 1
+    env["ENFORCE_STORE_TOKEN"] = store_server.tokens["writer"]
+    opaque = CliRunner().invoke(main, ["labels", "put", "image:ABC123", "--source",
+                                       "review_tool/human/rev-1", "--enforcement", "block",
+                                       "--reason", "spam"], env=env, catch_exceptions=False)
+    assert opaque.stdout.strip() == "written: image:abc123 review_tool/human/rev-1"
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG not really")
+    bad = CliRunner().invoke(main, ["labels", "put", f"image:{broken}", "--source",
+                                    "review_tool/human/rev-1", "--enforcement", "block",
+                                    "--reason", "spam"], env=env, catch_exceptions=False)
+    assert bad.exit_code == 1 and "cannot hash" in bad.output

@@ -1,5 +1,8 @@
 """`enforce-sdk image hash FILE...`: PDQ signatures of image files (docs/images.md).
 
+Also `entity_of_image_file`, which `labels put image:FILE` uses to label a file's
+signature.
+
 Decoding files needs Pillow (`pip install 'enforce-sdk[images]'`). Each file is
 hashed as Pillow decodes it (any mode, converted to RGB; grey stays grey; an
 animated image's first frame). A file that cannot be read or decoded is reported
@@ -43,6 +46,25 @@ def hash_file(path: Path) -> ImageSignature:
     with pil.open(path) as opened:
         opened.load()
         return image_signature(opened)
+
+
+def entity_of_image_file(entity: str) -> tuple[str, ImageSignature | None]:
+    """`image:FILE` -> (`image:<its PDQ hash>`, the signature) when FILE is an existing file.
+
+    Any other entity, a PDQ key (`image:<64 hex>`) included, comes back unchanged with
+    None. A file that cannot be hashed stops the command (exit 1).
+    """
+    kind, _, rest = entity.strip().partition(":")
+    if kind.lower() != "image" or not rest or not Path(rest).is_file():
+        return entity, None
+    if len(rest) == 64 and all(c in "0123456789abcdefABCDEF" for c in rest):
+        return entity, None  # a hash, even if a file of that name exists
+    unreadable = (OSError, ValueError, InvalidInputError, _pillow().DecompressionBombError)
+    try:
+        sig = hash_file(Path(rest))
+    except unreadable as exc:
+        fail(f"{rest}: cannot hash: {exc}", EXIT_REJECTED)
+    return sig.key, sig
 
 
 @image.command("hash")

@@ -35,6 +35,7 @@ from ._common import (
     store_options,
     translate_errors,
 )
+from ._image import entity_of_image_file
 from ._import import (
     DEFAULT_CHUNK_SIZE,
     CheckpointFile,
@@ -119,10 +120,15 @@ def put_label(entity: str, source_key: str, enforcement: str, reason: str,
               url: str, token: str | None, timeout: float) -> None:
     """Write one label (replaces this source's label on ENTITY).
 
-    Exit 1 if the label is rejected (validation), 2 on usage or connection errors.
+    ENTITY image:FILE, FILE an existing image file, labels the file's PDQ signature
+    (image:<64 hex>; needs Pillow). Exit 1 if the label is rejected (validation), 2 on
+    usage or connection errors.
     """
     if expires_at and ttl:
         raise click.UsageError("give --expires-at or --ttl, not both")
+    entity, signature = entity_of_image_file(entity)
+    if signature is not None and not as_json:
+        click.echo(f"hashed: {signature.key} (quality {signature.quality})", err=True)
     metadata = _parse_meta(meta)
     try:
         created = (datetime.now(UTC) if created_at is None
