@@ -131,6 +131,8 @@ uint64_t enf_pdq_index_memory(const enf_pdq_index *ix);
 int enf_pdq_index_add(enf_pdq_index *ix, const uint8_t *hash, int *added);
 /* *removed = 1 if the hash was held (it is gone), 0 if not. */
 int enf_pdq_index_remove(enf_pdq_index *ix, const uint8_t *hash, int *removed);
+/* 1 if the index holds exactly this hash, else 0 (a table lookup, no scan). */
+int enf_pdq_index_contains(const enf_pdq_index *ix, const uint8_t *hash);
 /* The hash in `slot` (< count) into out[ENF_PDQ_HASH_BYTES]. */
 void enf_pdq_index_get(const enf_pdq_index *ix, uint64_t slot, uint8_t *out);
 /* The number of held hashes within max_distance of query; the first `cap` of them (slot

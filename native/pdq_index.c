@@ -179,6 +179,12 @@ int enf_pdq_index_remove(enf_pdq_index *ix, const uint8_t *hash, int *removed) {
     return ENF_OK;
 }
 
+int enf_pdq_index_contains(const enf_pdq_index *ix, const uint8_t *hash) {
+    uint64_t h[4];
+    memcpy(h, hash, 32);
+    return ix->table[find(ix, h)] != 0;
+}
+
 void enf_pdq_index_get(const enf_pdq_index *ix, uint64_t slot, uint8_t *out) {
     memcpy(out, ix->hashes + 4 * slot, 32);
 }

@@ -114,7 +114,10 @@ class ImageIndex:
         return bool(flag[0])
 
     def __contains__(self, signature: object) -> bool:
-        return bool(self.query(signature, 0))
+        """Whether this exact hash is held (a table lookup, not a scan)."""
+        raw = hash_bytes(signature, "signature")
+        with self._lock:
+            return bool(_lib.enf_pdq_index_contains(self._ptr, raw))
 
     def query(self, signature: object, max_distance: int = 31) -> list[tuple[str, int]]:
         """Every held hash within `max_distance` bits, as (hex, distance), nearest first."""
