@@ -207,6 +207,14 @@ def validate_cmd(file: Path, samples: tuple[Path, ...], store_url: str | None,
         click.echo(json.dumps(answer))
 
 
+@config.command("schema")
+def schema_cmd() -> None:
+    """Print the JSON Schema of the config document (for editors; docs/config.schema.json)."""
+    from ..config.schema import config_schema
+
+    click.echo(json.dumps(config_schema(), indent=2))
+
+
 @config.command("push")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @guardrail_options
