@@ -30,7 +30,15 @@ from ...model.records import (
     Outcome,
     StoredLabel,
 )
-from .base import AppliedBatch, LabelStorage, WriteKey, WriteOp, recorded_outcome
+from .base import (
+    AppliedBatch,
+    LabelStorage,
+    ReviewConflictError,
+    ReviewRecord,
+    WriteKey,
+    WriteOp,
+    recorded_outcome,
+)
 from .sqlite_schema import (
     ACTIVE,
     MIGRATIONS,
@@ -358,6 +366,31 @@ class SQLiteStorage(LabelStorage):
             if len(page) < _ITER_PAGE:
                 return
             last = page[-1]
+
+    supports_reviews = True
+
+    def _add_review(self, record: ReviewRecord) -> None:
+        with self._writing("add_review") as conn:
+            taken = conn.execute(
+                "SELECT actor FROM reviews WHERE entity = ? AND source_key = ? AND label_seq = ? "
+                "AND action = ?",
+                (record.entity, record.source_key, record.label_seq, record.action)).fetchone()
+            if taken is not None:
+                raise ReviewConflictError(f"{taken[0]} already did {record.action} on this label")
+            conn.execute(
+                "INSERT INTO reviews (entity, source_key, label_seq, action, actor, note, at_us) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (record.entity, record.source_key, record.label_seq, record.action,
+                 record.actor, record.note, micros(record.at)))
+
+    def _reviews(self, entity: str, *, limit: int) -> list[ReviewRecord]:
+        with self._reading("reviews") as conn:
+            rows = conn.execute(
+                "SELECT source_key, label_seq, action, actor, note, at_us FROM reviews "
+                "WHERE entity = ? ORDER BY at_us DESC, label_seq DESC LIMIT ?",
+                (entity, limit)).fetchall()
+        return [ReviewRecord(entity, source_key, label_seq, action, actor, note, time_of(at_us))
+                for source_key, label_seq, action, actor, note, at_us in rows]
 
     def count_labels(self) -> dict[LabelStatus, int]:
         with self._reading("count_labels") as conn:

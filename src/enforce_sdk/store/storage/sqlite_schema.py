@@ -18,8 +18,9 @@ from ...model.records import Action, LabelStatus, Outcome
 from .base import DeleteOp, ExpireOp, PutOp, WriteOp
 
 # PRAGMA user_version of a database this module created. 1: labels without expires_us;
-# 2: SCHEMA below (expires_us); 3: and write_keys (MIGRATIONS[2]).
-SCHEMA_VERSION = 3
+# 2: SCHEMA below (expires_us); 3: and write_keys (MIGRATIONS[2]); 4: and reviews
+# (MIGRATIONS[3]).
+SCHEMA_VERSION = 4
 
 
 _PREFETCH_CHUNK = 500  # (entity, source) pairs per prefetch query
@@ -88,6 +89,20 @@ CREATE TABLE write_keys (
     expires_us INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX write_keys_expiry ON write_keys (expires_us);
+""",
+    # The console's review notes on held labels (storage/base.ReviewRecord): one row per
+    # (entity, source, label version, action), so a second reviewer's same action conflicts.
+    3: """
+CREATE TABLE reviews (
+    entity TEXT NOT NULL,
+    source_key TEXT NOT NULL,
+    label_seq INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    note TEXT NOT NULL,
+    at_us INTEGER NOT NULL,
+    PRIMARY KEY (entity, source_key, label_seq, action)
+) WITHOUT ROWID;
 """,
 }
 
