@@ -32,7 +32,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from .._errors import StorageError, WriteKeyReusedError
 from ..model.label import Source
@@ -42,6 +42,7 @@ from .checker import LabelChecker, LabelRejectedError
 from .config import Role, StoreConfig, TokenEntry
 from .head_watcher import HeadWatcher
 from .idempotency import REPLAYED_HEADER, InFlightKeys, write_key
+from .live_policy import LivePolicy
 from .requests import (
     Caller,
     Problem,
@@ -97,6 +98,7 @@ class LabelStoreService:
             else SharedBloomSnapshots(storage, config.bloom.fp_rate, slot.bloom_path))
         self._notices: HeadNotices | None = None  # to sibling workers, while serving
         self._in_flight = InFlightKeys()
+        self.live_policy = LivePolicy()  # the SDK config, when a feed is given (store/live_policy)
 
     def _wrote(self, head: int) -> None:
         """A write here moved the head: wake this process's long-polls, then the siblings'."""
@@ -117,11 +119,17 @@ class LabelStoreService:
     async def _apply(self, ops: list[WriteOp], caller: Caller,
                      key: WriteKey | None = None) -> AppliedBatch:
         """Apply a batch; with an idempotency key, at most once (a retry replays)."""
+        return await self.write(ops, caller.name, key)
+
+    async def write(self, ops: list[WriteOp], actor: str,
+                    key: WriteKey | None = None) -> AppliedBatch:
+        """The one write path (API and console): apply `ops` as `actor` (the audit actor),
+        at most once per `key`; wakes the change feed's long-polls."""
         def work() -> AppliedBatch:
             now = self.clock()
             if key is not None:
-                return self.storage.apply_once(ops, actor=caller.name, now=now, key=key)
-            outcomes = self.storage.apply(ops, actor=caller.name, now=now)
+                return self.storage.apply_once(ops, actor=actor, now=now, key=key)
+            outcomes = self.storage.apply(ops, actor=actor, now=now)
             return AppliedBatch(outcomes, self.storage.head_seq())
 
         with self._in_flight.hold(key):
@@ -131,7 +139,7 @@ class LabelStoreService:
                 raise Problem(422, "idempotency_key_reused", exc.problem, field=exc.field) from exc
         self._wrote(applied.seq)
         counts = Counter(o.value for o in applied.outcomes)
-        log.info("write batch actor=%s ops=%d %s head=%d%s", caller.name, len(ops),
+        log.info("write batch actor=%s ops=%d %s head=%d%s", actor, len(ops),
                  " ".join(f"{k}={v}" for k, v in sorted(counts.items())), applied.seq,
                  " (replayed: applied before)" if applied.replayed else "")
         return applied
@@ -508,8 +516,13 @@ def create_app(config: StoreConfig, storage: LabelStorage, *, clock: Clock = _ut
     """The ASGI app of the Label Store; `clock` gives wall time for audit and retention;
     `slot`: this process is one of a master's workers (store/workers)."""
     service = LabelStoreService(config, storage, clock=clock, slot=slot)
+    routes: list[BaseRoute] = list(service.routes())
+    if config.console.enabled:
+        from .console.routes import console_routes  # jinja2 and argon2 load only with it
+
+        routes.append(console_routes(service))
     app = Starlette(
-        routes=service.routes(),
+        routes=routes,
         lifespan=service.lifespan,
         exception_handlers={
             Problem: problem_response,
