@@ -31,10 +31,12 @@ main.add_command(demo)
 from ._bloom import bloom  # noqa: E402  `enforce-sdk bloom ...`
 from ._check import check  # noqa: E402  `enforce-sdk check ...`
 from ._config import config  # noqa: E402  `enforce-sdk config ...`
+from ._console import console  # noqa: E402  `enforce-sdk console ...`
 
 main.add_command(bloom)
 main.add_command(check)
 main.add_command(config)
+main.add_command(console)
 # -------------------------------------------------------------------------------------------
 
 __all__ = ["main"]

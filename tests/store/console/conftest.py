@@ -13,6 +13,7 @@ import re
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,7 @@ def label(entity: str, source: str = "spam_domain_model/automated/v3", enforceme
     system, kind, name = source.split("/")
     return {"entity": entity, "source": {"system": system, "type": kind, "name": name},
             "enforcement": enforcement, "reason": reason,
-            "created_at": "2026-01-01T00:00:00Z", **extra}
+            "created_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat(), **extra}
 
 
 @dataclass
