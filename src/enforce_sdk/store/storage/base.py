@@ -25,9 +25,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ..._errors import InvalidInputError, StorageError, WriteKeyReusedError
+from ..._errors import InvalidInputError, WriteKeyReusedError
 from ...model.label import Label
 from ...model.records import AuditEvent, ChangePage, LabelStatus, Outcome, StoredLabel
+from .console_records import MAX_NOTE, Appeal, ConsoleRecords
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,33 +98,7 @@ class AppliedBatch:
     replayed: bool = False
 
 
-REVIEW_ACTIONS = ("approve", "reject", "escalate")
-
-
-@dataclass(frozen=True, slots=True)
-class ReviewRecord:
-    """A reviewer's decision on a held label, with the note the console requires.
-
-    `label_seq` is the sequence number of the pending label as the reviewer saw it:
-    one record per (entity, source, label_seq, action), so a second reviewer doing
-    the same is refused (ReviewConflictError). The label write the decision made
-    (approve: a human label; reject: a retraction) is audited on its own.
-    """
-
-    entity: str
-    source_key: str
-    label_seq: int
-    action: str  # one of REVIEW_ACTIONS
-    actor: str
-    note: str
-    at: datetime
-
-
-class ReviewConflictError(StorageError):
-    """Someone already recorded this action on this version of the label."""
-
-
-class LabelStorage(abc.ABC):
+class LabelStorage(ConsoleRecords, abc.ABC):
     """A Label Store backend. Implementations must be safe for use from many threads.
 
     The public methods check their arguments here, once for every backend (the
@@ -253,38 +228,28 @@ class LabelStorage(abc.ABC):
         check_str(entity, "entity")
         return self._get_many([entity], include_pending=True).get(entity, [])
 
-    # -- review records (the console's notes on held labels; optional per backend) ------
+    def decide_appeal(self, appeal_id: int, *, upheld: bool, note: str, ops: Sequence[WriteOp],
+                      actor: str, now: datetime) -> tuple[Appeal, int]:
+        """Decide an open appeal in one transaction: apply `ops` (an upheld appeal's allow
+        label; none for a denial), set its state and append its outbox event. Returns the
+        decided appeal and the head after it. AppealConflictError (nothing written) if the
+        appeal is not open, e.g. another reviewer decided it first."""
+        check_int(appeal_id, "appeal_id", minimum=1)
+        check_str(note, "note")
+        if len(note) > MAX_NOTE:
+            raise InvalidInputError(f"has {len(note)} characters, more than {MAX_NOTE}",
+                                    field="note")
+        checked = check_ops(ops)
+        check_str(actor, "actor")
+        check_aware(now, "now")
+        if not self.keeps_console_records:
+            raise self._unsupported()
+        return self._decide_appeal(appeal_id, "upheld" if upheld else "denied", note, checked,
+                                   actor=actor, now=now)
 
-    supports_reviews = False  # a backend that keeps ReviewRecords sets this
-
-    def add_review(self, record: ReviewRecord) -> None:
-        """Keep `record`; ReviewConflictError if its (entity, source, label_seq, action) is taken."""
-        if not isinstance(record, ReviewRecord):
-            raise InvalidInputError(f"must be a ReviewRecord, got {type(record).__name__}",
-                                    field="record")
-        check_str(record.entity, "record.entity")
-        check_str(record.source_key, "record.source_key")
-        check_int(record.label_seq, "record.label_seq", minimum=0)
-        if record.action not in REVIEW_ACTIONS:
-            raise InvalidInputError(f"must be one of {', '.join(REVIEW_ACTIONS)}, got "
-                                    f"{record.action!r}", field="record.action")
-        check_str(record.actor, "record.actor")
-        check_str(record.note, "record.note")
-        check_aware(record.at, "record.at")
-        self._add_review(record)
-
-    def reviews(self, entity: str, *, limit: int = 100) -> list[ReviewRecord]:
-        """The review records of one entity, newest first."""
-        check_str(entity, "entity")
-        check_int(limit, "limit", minimum=1)
-        return self._reviews(entity, limit=limit)
-
-    def _add_review(self, record: ReviewRecord) -> None:
-        raise StorageError(f"{type(self).__name__} does not keep review notes (console review "
-                           "actions need the SQLite backend for now)")
-
-    def _reviews(self, entity: str, *, limit: int) -> list[ReviewRecord]:
-        return []
+    def _decide_appeal(self, appeal_id: int, state: str, note: str, ops: list[WriteOp], *,
+                       actor: str, now: datetime) -> tuple[Appeal, int]:
+        raise self._unsupported()
 
     # -- what a backend implements (arguments already checked) ------------------------
 

@@ -30,15 +30,9 @@ from ...model.records import (
     Outcome,
     StoredLabel,
 )
-from .base import (
-    AppliedBatch,
-    LabelStorage,
-    ReviewConflictError,
-    ReviewRecord,
-    WriteKey,
-    WriteOp,
-    recorded_outcome,
-)
+from . import sqlite_console as console_sql
+from .base import AppliedBatch, LabelStorage, WriteKey, WriteOp, recorded_outcome
+from .console_records import Appeal, AppealEvent, ReviewRecord
 from .sqlite_schema import (
     ACTIVE,
     MIGRATIONS,
@@ -367,30 +361,44 @@ class SQLiteStorage(LabelStorage):
                 return
             last = page[-1]
 
-    supports_reviews = True
+    # -- the console's records (storage/console_records; SQL in sqlite_console) ----------
+
+    keeps_console_records = True
 
     def _add_review(self, record: ReviewRecord) -> None:
         with self._writing("add_review") as conn:
-            taken = conn.execute(
-                "SELECT actor FROM reviews WHERE entity = ? AND source_key = ? AND label_seq = ? "
-                "AND action = ?",
-                (record.entity, record.source_key, record.label_seq, record.action)).fetchone()
-            if taken is not None:
-                raise ReviewConflictError(f"{taken[0]} already did {record.action} on this label")
-            conn.execute(
-                "INSERT INTO reviews (entity, source_key, label_seq, action, actor, note, at_us) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (record.entity, record.source_key, record.label_seq, record.action,
-                 record.actor, record.note, micros(record.at)))
+            console_sql.add_review(conn, record)
 
     def _reviews(self, entity: str, *, limit: int) -> list[ReviewRecord]:
         with self._reading("reviews") as conn:
-            rows = conn.execute(
-                "SELECT source_key, label_seq, action, actor, note, at_us FROM reviews "
-                "WHERE entity = ? ORDER BY at_us DESC, label_seq DESC LIMIT ?",
-                (entity, limit)).fetchall()
-        return [ReviewRecord(entity, source_key, label_seq, action, actor, note, time_of(at_us))
-                for source_key, label_seq, action, actor, note, at_us in rows]
+            return console_sql.reviews(conn, entity, limit)
+
+    def _open_appeal(self, entity: str, contested: tuple[str, ...], appellant: str,
+                     statement: str, ref: str | None, now: datetime) -> Appeal:
+        with self._writing("open_appeal") as conn:
+            return console_sql.open_appeal(conn, entity, contested, appellant, statement, ref,
+                                           now)
+
+    def _appeal(self, appeal_id: int) -> Appeal | None:
+        with self._reading("appeal") as conn:
+            return console_sql.get_appeal(conn, appeal_id)
+
+    def _appeals(self, state: str | None, entity: str | None, limit: int) -> list[Appeal]:
+        with self._reading("appeals") as conn:
+            return console_sql.appeals(conn, state, entity, limit)
+
+    def _appeal_events(self, after: int, limit: int) -> list[AppealEvent]:
+        with self._reading("appeal_events") as conn:
+            return console_sql.appeal_events(conn, after, limit)
+
+    def _decide_appeal(self, appeal_id: int, state: str, note: str, ops: list[WriteOp], *,
+                       actor: str, now: datetime) -> tuple[Appeal, int]:
+        with self._writing("decide_appeal") as conn:
+            appeal = console_sql.decide(conn, appeal_id, state, actor, note, now)
+            batch = WriteBatch(conn, actor, micros(now))
+            if ops:
+                batch.run(ops)
+        return appeal, batch.seq
 
     def count_labels(self) -> dict[LabelStatus, int]:
         with self._reading("count_labels") as conn:
