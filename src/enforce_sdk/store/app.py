@@ -32,7 +32,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import Route
 
 from .._errors import StorageError, WriteKeyReusedError
 from ..model.label import Source
@@ -41,6 +41,7 @@ from .bloom_snapshot import BloomSnapshot, BloomSnapshots
 from .checker import LabelChecker, LabelRejectedError
 from .config import Role, StoreConfig, TokenEntry
 from .head_watcher import HeadWatcher
+from .human_routes import human_routes
 from .idempotency import REPLAYED_HEADER, InFlightKeys, write_key
 from .live_policy import LivePolicy
 from .requests import (
@@ -106,6 +107,8 @@ class LabelStoreService:
         if self._notices is not None:
             self._notices.send(head)
 
+    notify_head = _wrote  # for writes made outside write(): the console's appeal decisions
+
     async def _read_head(self) -> int:
         return await run_in_threadpool(self.storage.head_seq)
 
@@ -115,11 +118,6 @@ class LabelStoreService:
                    body: Mapping[str, Any] | None) -> WriteKey | None:
         return write_key(request, caller.name, body, now=self.clock(),
                          retention_seconds=self.config.idempotency.retention_seconds)
-
-    async def _apply(self, ops: list[WriteOp], caller: Caller,
-                     key: WriteKey | None = None) -> AppliedBatch:
-        """Apply a batch; with an idempotency key, at most once (a retry replays)."""
-        return await self.write(ops, caller.name, key)
 
     async def write(self, ops: list[WriteOp], actor: str,
                     key: WriteKey | None = None) -> AppliedBatch:
@@ -229,7 +227,8 @@ class LabelStoreService:
             raise Problem(status, code, str(exc), field=exc.field, index=exc.index) from exc
         for i, op in enumerate(ops):  # before anything is written: a refused batch stores nothing
             caller.check_source(op.label.source, i)
-        applied = await self._apply(list(ops), caller, self._write_key(request, caller, body))
+        applied = await self.write(list(ops), caller.name,
+                                   self._write_key(request, caller, body))
         results = [
             {"entity": op.label.entity, "source": op.label.source.key, "outcome": outcome.value}
             for op, outcome in zip(ops, applied.outcomes, strict=True)
@@ -245,8 +244,8 @@ class LabelStoreService:
                            "query parameter 'source' (system/type/name) is required", field="source")
         source = source_key_param(raw_source)
         caller.check_source(Source.from_key(source))
-        applied = await self._apply([DeleteOp(entity, source)], caller,
-                                    self._write_key(request, caller, None))
+        applied = await self.write([DeleteOp(entity, source)], caller.name,
+                                   self._write_key(request, caller, None))
         return self._written(request, {"outcome": applied.outcomes[0].value,
                                        "head": applied.seq}, applied)
 
@@ -272,7 +271,7 @@ class LabelStoreService:
             source = source_key_param(item.get("source"), "source", i)
             caller.check_source(Source.from_key(source), i)
             ops.append(DeleteOp(entity_param(raw_entity, "entity", i), source))
-        applied = await self._apply(ops, caller, self._write_key(request, caller, body))
+        applied = await self.write(ops, caller.name, self._write_key(request, caller, body))
         results = []
         for op, outcome in zip(ops, applied.outcomes, strict=True):
             assert isinstance(op, DeleteOp)
@@ -516,13 +515,8 @@ def create_app(config: StoreConfig, storage: LabelStorage, *, clock: Clock = _ut
     """The ASGI app of the Label Store; `clock` gives wall time for audit and retention;
     `slot`: this process is one of a master's workers (store/workers)."""
     service = LabelStoreService(config, storage, clock=clock, slot=slot)
-    routes: list[BaseRoute] = list(service.routes())
-    if config.console.enabled:
-        from .console.routes import console_routes  # jinja2 and argon2 load only with it
-
-        routes.append(console_routes(service))
     app = Starlette(
-        routes=routes,
+        routes=[*service.routes(), *human_routes(service)],  # appeals API, console
         lifespan=service.lifespan,
         exception_handlers={
             Problem: problem_response,

@@ -35,8 +35,13 @@ _TOKEN_NAME_RE = re.compile(r"[A-Za-z0-9_.\-@]{1,64}")
 
 
 class Role(enum.IntEnum):
-    """What a token may do, ordered: an admin may do what a writer may, and so on."""
+    """What a token may do, ordered: an admin may do what a writer may, and so on.
 
+    An appellant (a user-facing product filing users' appeals) may only open appeals
+    and read their outcome (POST /v1/appeals, GET /v1/appeals/...): it reads no labels.
+    """
+
+    APPELLANT = 0
     READER = 1
     WRITER = 2
     ADMIN = 3
@@ -422,8 +427,8 @@ def _sources(v: _Validator, item: Mapping[str, Any], p: str, role: Role | None,
                   'sources = ["*"] keeps the old behaviour (any source, human included)')
             return None
         return ()
-    if role == Role.READER:
-        v.add(p + "sources", "a reader token writes nothing: remove sources")
+    if role is not None and role <= Role.READER:
+        v.add(p + "sources", f"a {role.wire} token writes nothing: remove sources")
         return None
     if not isinstance(raw, list) or not raw:
         v.add(p + "sources", f"must be a non-empty array of strings, got {_type(raw)}")

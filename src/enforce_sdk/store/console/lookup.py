@@ -21,7 +21,8 @@ from ...model.records import Action, AuditEvent, LabelStatus
 from ...policy.decision import Decision
 from ...policy.links import related_key
 from ..live_policy import PolicyView
-from ..storage.base import LabelStorage, ReviewRecord
+from ..storage.base import LabelStorage
+from ..storage.console_records import ReviewRecord
 
 LINK_KINDS = ("image", "domain", "creator", "board")  # what a reviewer may name, as the SDK
 HISTORY_PAGE = 20

@@ -23,7 +23,8 @@ from datetime import datetime, timedelta
 from ..._errors import LabelValidationError, WriteKeyReusedError
 from ...model.label import Label, Source, SourceType
 from ...model.records import LabelStatus, StoredLabel
-from ..storage.base import DeleteOp, LabelStorage, ReviewConflictError, ReviewRecord, WriteKey
+from ..storage.base import DeleteOp, LabelStorage, WriteKey
+from ..storage.console_records import ReviewConflictError, ReviewRecord
 
 QUEUE_LIMIT = 2000  # held labels read for one queue page (sorted oldest first in memory)
 MAX_NOTE = 500
@@ -137,7 +138,7 @@ def retraction(held: Label) -> DeleteOp:
 def record(storage: LabelStorage, held: StoredLabel, action: str, actor: str, note: str,
            now: datetime) -> None:
     """Keep the review record; a second identical action raises a conflict."""
-    if not storage.supports_reviews:
+    if not storage.keeps_console_records:
         raise ReviewProblem(501, f"the {type(storage).__name__} backend does not keep review "
                             "notes yet; review actions need the SQLite backend")
     try:

@@ -287,7 +287,7 @@ class Console:
         if action == "escalate":
             await run_in_threadpool(q.record, self.storage, held, action, person.actor, note, now)
         else:
-            if not self.storage.supports_reviews:
+            if not self.storage.keeps_console_records:
                 await run_in_threadpool(q.record, self.storage, held, action, person.actor,
                                         note, now)  # answers 501 before anything is written
             ops = (self.service.checker.check([q.approval(held.label, person.name, note, now)])
