@@ -3,7 +3,10 @@
 Read: a batch read of 100 keys (90 labeled) through the real store and the SDK's
 store client, decoded SDK-side (`LabelStoreClient.get_many`), beside a minimal
 Starlette endpoint under the same uvicorn that returns the very same response
-bytes (captured from the store) to a plain httpx post: the HTTP floor.
+bytes (captured from the store) to a plain httpx post: the HTTP floor. The SDK reads
+in the compact form (stored bodies copied into the answer, model/compact); the same
+keys read in the full form (labels as objects, decoded by the same parser) are the
+same-run baseline of what the compact form saves.
 
 Write: N labels in batches of 1,000 (a) through the API (`LabelStoreClient.put`
 into a store process), (b) in process through `SQLiteStorage.apply`, (c) the
@@ -44,7 +47,7 @@ from enforce_sdk.model import wire  # noqa: E402
 from enforce_sdk.model.label import Label  # noqa: E402
 from enforce_sdk.store import PutOp, SQLiteStorage  # noqa: E402
 from enforce_sdk.store.storage import sqlite_schema  # noqa: E402
-from enforce_sdk.store_client.client import LabelStoreClient  # noqa: E402
+from enforce_sdk.store_client.client import LabelStoreClient, parse_query  # noqa: E402
 
 FULL = os.environ.get("ENFORCE_BENCH_FULL") == "1"
 N = 100_000 if FULL else 5_000
@@ -103,7 +106,8 @@ def read_case(workdir: Path, stored: list[Label]) -> dict[str, float]:
     minimal: subprocess.Popen[bytes] | None = None
     try:
         token = server.tokens["reader"]
-        request = wire.encode({"keys": keys}, "msgpack")
+        # The SDK's own request: the compact form (stored bodies, spliced; model/compact).
+        request = wire.encode({"keys": keys, "form": "compact"}, "msgpack")
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/msgpack",
                    "Accept": "application/msgpack"}
         with httpx.Client() as raw:
@@ -131,8 +135,16 @@ def read_case(workdir: Path, stored: list[Label]) -> dict[str, float]:
             for _ in range(20):  # warm both
                 sdk.get_many(keys)
                 plain.post(url, content=request)
+            full_request = wire.encode({"keys": keys}, "msgpack")
+
+            def full_form() -> object:  # the read before the compact form: labels as objects
+                answer = plain.post(server.url + "/v1/labels/query", content=full_request)
+                return parse_query(wire.decode(answer.content, "msgpack")).labels
+
+            assert full_form() == got
             out = {
                 "store_read_sdk_decoded_ns": median_ns(lambda: sdk.get_many(keys), ROUNDS),
+                "store_read_full_form_ns": median_ns(full_form, ROUNDS),
                 "minimal_same_bytes_ns": median_ns(
                     lambda: plain.post(url, content=request).content, ROUNDS),
                 "response_bytes": float(len(answer.content)),
@@ -213,6 +225,7 @@ def one_run(workdir: Path, stored: list[Label]) -> dict[str, float]:
     out["apply_labels_per_s"] = in_process_apply(workdir / "apply.db", batches)
     out["floor_labels_per_s"] = executemany_floor(workdir / "floor.db", batches)
     out["read_vs_minimal"] = out["store_read_sdk_decoded_ns"] / out["minimal_same_bytes_ns"]
+    out["compact_vs_full_form"] = out["store_read_sdk_decoded_ns"] / out["store_read_full_form_ns"]
     out["api_vs_apply"] = out["import_api_labels_per_s"] / out["apply_labels_per_s"]
     out["apply_vs_floor"] = out["apply_labels_per_s"] / out["floor_labels_per_s"]
     return out

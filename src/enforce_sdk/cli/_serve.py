@@ -31,12 +31,18 @@ from ._common import EXIT_USAGE, CliError, translate_errors
               help="Store processes serving the one port (a master forks and supervises them; "
               "each opens the storage). Use about one per core; see docs/storage.md "
               "(env ENFORCE_STORE_WORKERS).")
+@click.option("--sdk-config", "sdk_config", default=None, metavar="FILE|zk://HOSTS/ROOT",
+              envvar="ENFORCE_STORE_SDK_CONFIG",
+              help="The SDK config document the SDKs read (a .toml/.json file, re-read when it "
+              "changes, or ZooKeeper, watched): the store explains decisions with its surfaces "
+              "(env ENFORCE_STORE_SDK_CONFIG).")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               default="info", show_default=True)
 @click.option("--access-log/--no-access-log", default=True, show_default=True,
               help="Log every request.")
 def serve(config_path: Path | None, host: str, port: int, db: Path | None,
-          storage_url: str | None, workers: int, log_level: str, access_log: bool) -> None:
+          storage_url: str | None, workers: int, sdk_config: str | None, log_level: str,
+          access_log: bool) -> None:
     """Run the Label Store until Ctrl-C / SIGTERM (graceful: in-flight requests finish).
 
     With --workers N, N processes share the port: a master restarts a worker that
@@ -58,9 +64,13 @@ def serve(config_path: Path | None, host: str, port: int, db: Path | None,
         if not config.tokens:
             click.echo("warning: no [[tokens]] configured: every /v1 request will be refused "
                        "(401); see docs/security.md", err=True)
+        policy_feed = None
+        if sdk_config is not None:
+            from ._policy_feed import sdk_config_feed
+            policy_feed = sdk_config_feed(sdk_config)
         try:
             run_workers(config, host=host, port=port, workers=workers, access_log=access_log,
-                        log_level=log_level)
+                        log_level=log_level, policy_feed=policy_feed)
         except SystemExit as exc:  # uvicorn (or the master) exits when it cannot bind or start
             if exc.code not in (0, None):
                 raise CliError(f"the store on {host}:{port} could not start, or its workers "

@@ -36,14 +36,15 @@ from starlette.routing import Route
 
 from .._errors import StorageError, WriteKeyReusedError
 from ..model.label import Source
-from ..model.records import AuditEvent, ChangePage, LabelStatus, StoredLabel
+from ..model.records import AuditEvent, ChangePage, LabelStatus
 from .bloom_snapshot import BloomSnapshot, BloomSnapshots
 from .checker import LabelChecker, LabelRejectedError
 from .config import Role, StoreConfig, TokenEntry
 from .head_watcher import HeadWatcher
 from .human_routes import human_routes
 from .idempotency import REPLAYED_HEADER, InFlightKeys, write_key
-from .live_policy import LivePolicy
+from .live_policy import LivePolicy, PolicyFeed
+from .query import answer_query, wanted_keys
 from .requests import (
     Caller,
     Problem,
@@ -56,6 +57,7 @@ from .requests import (
     internal_error_response,
     path_entity,
     problem_response,
+    query_form,
     read_body,
     respond,
     source_key_param,
@@ -81,7 +83,7 @@ class LabelStoreService:
     """Request handlers of the v1 API, bound to one config and one storage."""
 
     def __init__(self, config: StoreConfig, storage: LabelStorage, *, clock: Clock = _utc_now,
-                 slot: WorkerSlot | None = None):
+                 slot: WorkerSlot | None = None, policy_feed: PolicyFeed | None = None):
         self.config = config
         self.storage = storage
         self.clock = clock
@@ -100,6 +102,7 @@ class LabelStoreService:
         self._notices: HeadNotices | None = None  # to sibling workers, while serving
         self._in_flight = InFlightKeys()
         self.live_policy = LivePolicy()  # the SDK config, when a feed is given (store/live_policy)
+        self._policy_feed = policy_feed
 
     def _wrote(self, head: int) -> None:
         """A write here moved the head: wake this process's long-polls, then the siblings'."""
@@ -170,39 +173,20 @@ class LabelStoreService:
             raise Problem(503, "not_ready", f"storage is not reachable: {exc}",
                            extra={"status": "not_ready"}) from exc
         self.watcher.advance(head)
-        return respond(request, {"status": "ready", "head": head})
+        answer: dict[str, Any] = {"status": "ready", "head": head}
+        view = self.live_policy.current()
+        if view is not None:
+            answer["sdk_config"] = {"version": view.version, "origin": view.origin}
+        return respond(request, answer)
 
     async def query(self, request: Request) -> Response:
         authenticate(self._tokens, request, Role.READER)
         body = await read_body(request, self.limits.max_body_bytes)
-        check_fields(body, {"keys"})
-        raw_keys = batch_items(body, "keys", self.limits.max_batch_keys)
-        aliases: dict[str, str] = {}
-        wanted: dict[str, None] = {}
-        for i, raw in enumerate(raw_keys):
-            if not isinstance(raw, str):
-                raise Problem(400, "bad_key", f"must be a string, got {type(raw).__name__}",
-                               field="keys", index=i)
-            key = entity_param(raw, "keys", i)
-            wanted[key] = None
-            if key != raw:
-                aliases[raw] = key
-
-        now = self.clock()
-
-        def read() -> tuple[int, dict[str, list[StoredLabel]]]:
-            head = self.storage.head_seq()  # first: the labels are at least as new as head
-            return head, self.storage.get_many(list(wanted), include_pending=False, now=now)
-
-        head, found = await run_in_threadpool(read)
-        labels = {
-            entity: [s.label.to_wire() for s in stored if s.status is LabelStatus.ACTIVE]
-            for entity, stored in found.items()
-        }
-        payload: dict[str, Any] = {"labels": {k: v for k, v in labels.items() if v}, "head": head}
-        if aliases:
-            payload["aliases"] = aliases
-        return respond(request, payload)
+        check_fields(body, {"keys", "form"})
+        compact = query_form(request, body)
+        keys, aliases = wanted_keys(batch_items(body, "keys", self.limits.max_batch_keys))
+        return await answer_query(request, self.storage, keys, aliases, self.clock(),
+                                  compact=compact)
 
     async def get_entity(self, request: Request) -> Response:
         authenticate(self._tokens, request, Role.READER)
@@ -445,6 +429,11 @@ class LabelStoreService:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        # The SDK config first: a store asked to explain with it does not serve without it.
+        # Starting may block (a ZooKeeper session), so not on the event loop.
+        stop_feed: Callable[[], None] | None = None
+        if self._policy_feed is not None:
+            stop_feed = await asyncio.to_thread(self._policy_feed, self.live_policy)
         tasks: list[asyncio.Task[None]] = []
         if self.slot is None or self.slot.keeps_shared_state:
             tasks = [
@@ -466,6 +455,8 @@ class LabelStoreService:
                 self._notices.close()
                 self._notices = None
             await self.watcher.stop()
+            if stop_feed is not None:
+                await asyncio.to_thread(stop_feed)
 
     def routes(self) -> list[Route]:
         return [
@@ -511,10 +502,11 @@ def _event(e: AuditEvent) -> dict[str, Any]:
 
 
 def create_app(config: StoreConfig, storage: LabelStorage, *, clock: Clock = _utc_now,
-               slot: WorkerSlot | None = None) -> Starlette:
+               slot: WorkerSlot | None = None, policy_feed: PolicyFeed | None = None) -> Starlette:
     """The ASGI app of the Label Store; `clock` gives wall time for audit and retention;
-    `slot`: this process is one of a master's workers (store/workers)."""
-    service = LabelStoreService(config, storage, clock=clock, slot=slot)
+    `slot`: this process is one of a master's workers (store/workers); `policy_feed`:
+    keeps `service.live_policy` on the SDK config (store/live_policy), started at startup."""
+    service = LabelStoreService(config, storage, clock=clock, slot=slot, policy_feed=policy_feed)
     app = Starlette(
         routes=[*service.routes(), *human_routes(service)],  # appeals API, console
         lifespan=service.lifespan,

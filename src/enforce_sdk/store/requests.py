@@ -170,6 +170,21 @@ def check_fields(body: Mapping[str, Any], allowed: set[str]) -> None:
                        f"unknown field(s) {', '.join(extra)} (allowed: {', '.join(sorted(allowed))})",
                        field=extra[0])
 
+QUERY_FORMS = ("labels", "compact")
+
+
+def query_form(request: Request, body: Mapping[str, Any]) -> bool:
+    """Whether a query asks for the compact form (model/compact), which is msgpack only."""
+    form = body.get("form", "labels")
+    if form not in QUERY_FORMS:
+        raise Problem(400, "bad_request", f"must be one of {', '.join(QUERY_FORMS)}, "
+                      f"got {form!r:.40}", field="form")
+    if form == "compact" and _wire.format_of(request.headers.get("accept")) != "msgpack":
+        raise Problem(406, "not_acceptable", "the compact form is msgpack only: send "
+                      f"Accept: {_wire.MSGPACK_TYPE}", field="form")
+    return bool(form == "compact")
+
+
 def batch_items(body: Mapping[str, Any], name: str, limit: int) -> list[Any]:
     items = body.get(name)
     if items is None:

@@ -29,6 +29,7 @@ from .._errors import EnforceError, StorageError
 from .app import LabelStoreService, create_app
 from .config import StoreConfig
 from .http_guard import protocol_class, scrub_access_log
+from .live_policy import PolicyFeed
 from .storage.backends import open_storage
 from .storage.base import LabelStorage
 from .worker_slot import WorkerSlot
@@ -113,9 +114,10 @@ def _build(
     log_level: str,
     announce: Callable[[str], None],
     slot: WorkerSlot | None = None,
+    policy_feed: PolicyFeed | None = None,
 ) -> _StoreServer:
     store = storage if storage is not None else open_storage(config.storage.url)
-    app = create_app(config, store, slot=slot)
+    app = create_app(config, store, slot=slot, policy_feed=policy_feed)
     uv_config = uvicorn.Config(
         app,
         host=host,
@@ -143,14 +145,16 @@ def run(
     storage: LabelStorage | None = None,
     access_log: bool = True,
     log_level: str = "info",
+    policy_feed: PolicyFeed | None = None,
 ) -> None:
     """Serve the Label Store until SIGINT/SIGTERM; opens (and finally closes) the storage.
 
-    `storage` overrides the backend named by `config.storage.url` (it is closed too).
+    `storage` overrides the backend named by `config.storage.url` (it is closed too);
+    `policy_feed` keeps the store on the SDK config (store/live_policy).
     """
     configure_logging(log_level)
     server = _build(config, storage, host, port, access_log=access_log, log_level=log_level,
-                    announce=_print_listening)
+                    announce=_print_listening, policy_feed=policy_feed)
     try:
         server.run()  # uvicorn exits the process (SystemExit) if it cannot bind or start
     finally:
@@ -159,12 +163,12 @@ def run(
 
 def serve_worker(config: StoreConfig, slot: WorkerSlot, sock: socket.socket, *,
                  access_log: bool, log_level: str, master_pid: int,
-                 on_ready: Callable[[], None]) -> None:
+                 on_ready: Callable[[], None], policy_feed: PolicyFeed | None = None) -> None:
     """Serve as worker `slot.index` on its listening socket `sock`, until SIGTERM/SIGINT
     or the master is gone; opens (and finally closes) this worker's own storage."""
     host, port = sock.getsockname()[:2]
     server = _build(config, None, host, port, access_log=access_log, log_level=log_level,
-                    announce=lambda _url: on_ready(), slot=slot)
+                    announce=lambda _url: on_ready(), slot=slot, policy_feed=policy_feed)
     server.master_pid = master_pid
     try:
         server.run(sockets=[sock])
@@ -206,11 +210,12 @@ def start_in_thread(
     port: int = 0,
     storage: LabelStorage | None = None,
     startup_timeout: float = 15.0,
+    policy_feed: PolicyFeed | None = None,
 ) -> ThreadedStoreServer:
     """Start a server on a thread and return once it listens (port 0: a free port)."""
     ready = threading.Event()
     server = _build(config, storage, host, port, access_log=False, log_level="warning",
-                    announce=lambda _url: ready.set())
+                    announce=lambda _url: ready.set(), policy_feed=policy_feed)
     failure: list[BaseException] = []
 
     def target() -> None:

@@ -49,6 +49,7 @@ from types import FrameType
 from typing import NoReturn
 
 from .config import StoreConfig
+from .live_policy import PolicyFeed
 from .server import LISTENING_PREFIX, configure_logging, run, serve_worker
 from .worker_slot import WorkerSlot
 
@@ -114,8 +115,11 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def run_workers(config: StoreConfig, *, host: str = "127.0.0.1", port: int = 8080,
-                workers: int = 1, access_log: bool = True, log_level: str = "info") -> None:
+                workers: int = 1, access_log: bool = True, log_level: str = "info",
+                policy_feed: PolicyFeed | None = None) -> None:
     """Serve the Label Store with `workers` processes until SIGINT/SIGTERM.
+
+    `policy_feed` (store/live_policy) is started in each worker, after the fork.
 
     Raises SystemExit (non-zero) when the port cannot be bound, a worker cannot
     start, or workers keep dying; `workers=1` is store/server.run.
@@ -123,7 +127,8 @@ def run_workers(config: StoreConfig, *, host: str = "127.0.0.1", port: int = 808
     if not 1 <= workers <= MAX_WORKERS:
         raise ValueError(f"workers must be in 1..{MAX_WORKERS}, got {workers}")
     if workers == 1:
-        run(config, host=host, port=port, access_log=access_log, log_level=log_level)
+        run(config, host=host, port=port, access_log=access_log, log_level=log_level,
+            policy_feed=policy_feed)
         return
     configure_logging(log_level)
     try:
@@ -134,7 +139,7 @@ def run_workers(config: StoreConfig, *, host: str = "127.0.0.1", port: int = 808
     run_dir = tempfile.mkdtemp(prefix="enforce-store-")
     try:
         code = _Master(config, sock, workers, Path(run_dir), access_log=access_log,
-                       log_level=log_level).run()
+                       log_level=log_level, policy_feed=policy_feed).run()
     finally:
         sock.close()
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -146,8 +151,9 @@ class _Master:
     """The supervising loop: fork, watch, restart, stop. Single-threaded by design (it forks)."""
 
     def __init__(self, config: StoreConfig, sock: socket.socket, count: int, run_dir: Path, *,
-                 access_log: bool, log_level: str) -> None:
+                 access_log: bool, log_level: str, policy_feed: PolicyFeed | None) -> None:
         self.config = config
+        self.policy_feed = policy_feed
         self.sock = sock
         self.count = count
         self.run_dir = run_dir
@@ -309,7 +315,7 @@ class _Master:
             self.sock.close()
             serve_worker(self.config, WorkerSlot(index, self.count, self.run_dir), listener,
                          access_log=self.access_log, log_level=self.log_level,
-                         master_pid=self.pid, on_ready=ready)
+                         master_pid=self.pid, on_ready=ready, policy_feed=self.policy_feed)
             code = 0
         except SystemExit as exc:  # uvicorn exits when the app's startup fails
             code = exc.code if isinstance(exc.code, int) else 1

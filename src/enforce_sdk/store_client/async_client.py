@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 
-from .._errors import StoreUnavailableError
+from .._errors import StoreResponseError, StoreUnavailableError
 from ..model import wire as _wire
 from ..model.label import Label
 from .client import (
@@ -28,6 +28,8 @@ from .client import (
     connection_settings,
     decode_response,
     parse_query,
+    query_request,
+    refuses_compact,
 )
 from .deadline import RequestTimeout
 
@@ -49,6 +51,7 @@ class AsyncLabelStoreReader(RequestTimeout[httpx.AsyncClient]):
     ) -> None:
         self.url, self._fmt, headers = connection_settings(url, token, wire, max_batch_keys)
         self.max_batch_keys = max_batch_keys
+        self._compact = self._fmt == "msgpack"  # reads ask for stored bodies (model/compact)
         self._http = httpx.AsyncClient(
             base_url=self.url, headers=headers, timeout=timeout, transport=transport
         )
@@ -62,19 +65,28 @@ class AsyncLabelStoreReader(RequestTimeout[httpx.AsyncClient]):
         labels: dict[str, list[Label]] = {}
         for start in range(0, len(keys), self.max_batch_keys):
             chunk = list(keys[start : start + self.max_batch_keys])
-            content = _wire.encode({"keys": chunk}, self._fmt)
-            what = f"POST {QUERY_PATH}"
             try:
-                with _translate_errors(what):
-                    async with asyncio.timeout(self._timeout):  # the whole request, body too
-                        response = await self._http.post(QUERY_PATH, content=content)
-            except TimeoutError:
-                raise StoreUnavailableError(
-                    f"{what}: no complete answer within {self._timeout:g}s") from None
-            body = decode_response(response, what)
-            with _parsing(what):
+                body = await self._post_query(query_request(chunk, self._compact))
+            except StoreResponseError as exc:
+                if not (self._compact and refuses_compact(exc)):
+                    raise
+                self._compact = False  # an older store: full form from now on
+                body = await self._post_query(query_request(chunk, False))
+            with _parsing(f"POST {QUERY_PATH}"):
                 labels.update(parse_query(body).labels)
         return labels
+
+    async def _post_query(self, request: dict[str, Any]) -> dict[str, Any]:
+        what = f"POST {QUERY_PATH}"
+        content = _wire.encode(request, self._fmt)
+        try:
+            with _translate_errors(what):
+                async with asyncio.timeout(self._timeout):  # the whole request, body too
+                    response = await self._http.post(QUERY_PATH, content=content)
+        except TimeoutError:
+            raise StoreUnavailableError(
+                f"{what}: no complete answer within {self._timeout:g}s") from None
+        return decode_response(response, what)
 
     async def aclose(self) -> None:
         await self._http.aclose()

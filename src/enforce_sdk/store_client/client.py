@@ -45,6 +45,7 @@ from .._errors import (
     WriteOutcomeUnknownError,
 )
 from ..model import wire as _wire
+from ..model.compact import labels_from_compact
 from ..model.label import Label, Source, parse_time
 from ..model.records import Action, AuditEvent, ChangeRecord, LabelStatus, Outcome, StoredLabel
 from ..native.bloom import BloomFilter
@@ -179,13 +180,31 @@ def _time(value: object) -> datetime:
     return value if isinstance(value, datetime) else parse_time(value, "at")
 
 
+def query_request(keys: list[str], compact: bool) -> dict[str, Any]:
+    """The body of a /v1/labels/query; `compact`: ask for stored bodies (msgpack only)."""
+    return {"keys": keys, "form": "compact"} if compact else {"keys": keys}
+
+
+def refuses_compact(exc: StoreResponseError) -> bool:
+    """A store older than the compact form refuses the `form` field: ask in full form."""
+    return (exc.status == 400 and isinstance(exc.detail, Mapping)
+            and exc.detail.get("field") == "form")
+
+
 def parse_query(body: Mapping[str, Any]) -> LabelsQuery:
     """Parse a /v1/labels/query answer; as-sent keys (aliases) map to the same lists.
 
-    Labels are decoded by type (store_client/typed_labels): the store validated
-    them when they were written.
+    Labels are decoded by type, in either form: the compact one from the stored
+    bodies (model/compact), the full one from label objects
+    (store_client/typed_labels). The store validated them when they were written.
     """
-    labels = labels_by_entity(body["labels"])
+    form = body.get("form", "labels")
+    if form == "compact":
+        labels = labels_from_compact(body["labels"])
+    elif form == "labels":
+        labels = labels_by_entity(body["labels"])
+    else:
+        raise ValueError(f"unknown answer form {form!r:.40}")
     for sent, canonical in (body.get("aliases") or {}).items():
         found = labels.get(canonical)
         if found is not None:
@@ -281,6 +300,7 @@ class LabelStoreClient(RequestTimeout[httpx.Client]):
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.url, self._fmt, headers = connection_settings(url, token, wire, max_batch_keys)
+        self._compact = self._fmt == "msgpack"  # reads ask for stored bodies (model/compact)
         if max_batch_labels < 1:
             raise InvalidInputError("must be >= 1", field="max_batch_labels")
         if write_retries < 0:
@@ -431,8 +451,15 @@ class LabelStoreClient(RequestTimeout[httpx.Client]):
         labels: dict[str, list[Label]] = {}
         head: int | None = None
         for start in range(0, len(keys), self.max_batch_keys):
-            body = self._call("POST", "/v1/labels/query",
-                              body={"keys": list(keys[start:start + self.max_batch_keys])})
+            chunk = list(keys[start:start + self.max_batch_keys])
+            try:
+                body = self._call("POST", "/v1/labels/query",
+                                  body=query_request(chunk, self._compact))
+            except StoreResponseError as exc:
+                if not (self._compact and refuses_compact(exc)):
+                    raise
+                self._compact = False  # an older store: full form from now on
+                body = self._call("POST", "/v1/labels/query", body=query_request(chunk, False))
             with _parsing("POST /v1/labels/query"):
                 part = parse_query(body)
             labels.update(part.labels)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from enforce_sdk._errors import InvalidInputError, StorageError
+from enforce_sdk.model.compact import decode_body
 from enforce_sdk.model.label import Enforcement, Label
 from enforce_sdk.model.records import Action, LabelStatus, Outcome, StoredLabel
 from enforce_sdk.store import DeleteOp, ExpireOp, LabelStorage, PutOp, WriteOp
@@ -641,3 +642,28 @@ def test_read_arguments_are_checked(storage: LabelStorage) -> None:
         storage.purge_expired(datetime(2026, 1, 1), now=T0)
     with pytest.raises(InvalidInputError, match=r"ops\[0\]\.before"):
         storage.apply([ExpireOp("pin:1", datetime(2026, 1, 1))], actor=ACTOR, now=T0)
+
+
+def test_get_bodies_are_the_served_labels_in_compact_form(storage: LabelStorage) -> None:
+    ends = T0 + timedelta(hours=1)
+    apply(storage,
+          put(label("pin:1", MODEL, metadata={"run": "r9"}, confidence=0.25)),
+          put(label("pin:1", MODEL2, expires_at=ends)),
+          put(label("pin:1", HUMAN, Enforcement.ALLOW), pending=True),
+          put(label("pin:2", MODEL, expires_at=ends)),
+          put(label("user:3", HUMAN, Enforcement.LIMIT, reason="harassment")))
+    keys = ["user:3", "pin:2", "pin:1", "pin:404", "pin:1"]
+    for now in (ends - timedelta(microseconds=1), ends):
+        bodies = storage.get_bodies(keys, now=now)
+        decoded = {e: [decode_body(e, source_key, body) for source_key, body in pairs]
+                   for e, pairs in bodies.items()}
+        served_now = storage.get_many(keys, now=now)
+        assert decoded == {e: [s.label for s in stored] for e, stored in served_now.items()}
+        assert all([k for k, _ in pairs] == sorted(k for k, _ in pairs)
+                   for pairs in bodies.values())
+    assert "pin:2" not in storage.get_bodies(keys, now=ends)
+    assert storage.get_bodies([], now=T0) == {}
+    with pytest.raises(InvalidInputError, match="entities"):
+        storage.get_bodies("pin:1", now=T0)
+    with pytest.raises(InvalidInputError, match="now"):
+        storage.get_bodies(["pin:1"], now=datetime(2026, 1, 1))  # naive

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..._errors import InvalidInputError, WriteKeyReusedError
+from ...model.compact import encode_body
 from ...model.label import Label
 from ...model.records import AuditEvent, ChangePage, LabelStatus, Outcome, StoredLabel
 from .console_records import MAX_NOTE, Appeal, ConsoleRecords
@@ -165,6 +166,28 @@ class LabelStorage(ConsoleRecords, abc.ABC):
             check_str(key, "entities")
         at = datetime.now(UTC) if now is None else check_aware(now, "now")
         return without_expired(self._get_many(keys, include_pending=include_pending), at)
+
+    def get_bodies(self, entities: Iterable[str], *, now: datetime
+                   ) -> dict[str, list[tuple[str, bytes]]]:
+        """Active unexpired labels as (source key, compact body) pairs (model/compact),
+        by entity, in source-key order; entities without any are absent.
+
+        What the store sends in a compact read. A backend that keeps compact bodies
+        returns its stored bytes without decoding them; this default encodes what
+        `get_many` returns.
+        """
+        if isinstance(entities, str | bytes):
+            raise InvalidInputError("must be an iterable of entity keys, not one string",
+                                    field="entities")
+        keys = list(dict.fromkeys(entities))
+        for key in keys:
+            check_str(key, "entities")
+        return self._get_bodies(keys, check_aware(now, "now"))
+
+    def _get_bodies(self, keys: list[str], now: datetime) -> dict[str, list[tuple[str, bytes]]]:
+        found = without_expired(self._get_many(keys, include_pending=False), now)
+        return {entity: [(s.label.source.key, encode_body(s.label)) for s in stored]
+                for entity, stored in found.items()}
 
     def purge_expired(self, before: datetime, *, now: datetime, actor: str = PURGE_ACTOR) -> int:
         """Remove every label that expired at or before `before`; return how many entities lost one.

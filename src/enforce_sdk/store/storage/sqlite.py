@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from ..._errors import InvalidInputError, StorageError
+from ...model.compact import micros, time_of
 from ...model.records import (
     Action,
     AuditEvent,
@@ -43,9 +44,7 @@ from .sqlite_schema import (
     WriteBatch,
     decode_label,
     meta_value,
-    micros,
     migrate_v1,
-    time_of,
     translate,
 )
 
@@ -55,6 +54,12 @@ _ITER_PAGE = 5000  # entities per read transaction in iter_labeled_entities
 _GET_MANY_SQL = (
     "SELECT entity, source_key, status, seq, body FROM labels "
     "WHERE entity IN (SELECT value FROM json_each(?1)) {status} ORDER BY entity, source_key"
+)
+
+_GET_BODIES_SQL = (
+    "SELECT entity, source_key, body FROM labels "
+    f"WHERE entity IN (SELECT value FROM json_each(?1)) AND status = {ACTIVE} "
+    "AND (expires_us IS NULL OR expires_us > ?2) ORDER BY entity, source_key"
 )
 
 
@@ -267,6 +272,21 @@ class SQLiteStorage(LabelStorage):
         for entity, source_key, status, seq, body in rows:
             label = decode_label(entity, source_key, body)
             out.setdefault(entity, []).append(StoredLabel(label, STATUS_OF[status], seq))
+        return out
+
+    def _get_bodies(self, keys: list[str], now: datetime) -> dict[str, list[tuple[str, bytes]]]:
+        """The stored bodies as they are: no label is decoded on a compact read."""
+        out: dict[str, list[tuple[str, bytes]]] = {}
+        if not keys:
+            return out
+        with self._reading("get_bodies") as conn:
+            rows = conn.execute(_GET_BODIES_SQL, (json.dumps(keys), micros(now))).fetchall()
+        for entity, source_key, body in rows:
+            found = out.get(entity)
+            if found is None:
+                out[entity] = [(source_key, body)]
+            else:
+                found.append((source_key, body))
         return out
 
     def _history(self, entity: str, *, limit: int, before_seq: int | None) -> list[AuditEvent]:

@@ -12,6 +12,7 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
+from ...model.compact import micros, time_of
 from .console_records import (
     Appeal,
     AppealConflictError,
@@ -19,7 +20,6 @@ from .console_records import (
     ReviewConflictError,
     ReviewRecord,
 )
-from .sqlite_schema import micros, time_of
 
 _APPEAL_COLUMNS = ("id, entity, contested, appellant, statement, ref, state, opened_us, "
                    "decided_by, decided_us, decision_note")

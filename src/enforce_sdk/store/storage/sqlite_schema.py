@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import sqlite3
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import msgpack
-
 from ..._errors import StorageError
-from ...model.label import Enforcement, Label, Source
+from ...model.compact import (
+    CompactBodyError,
+    decode_body,
+    micros,
+)
+from ...model.compact import (
+    encode_body as encode_label,
+)
+from ...model.label import Label
 from ...model.records import Action, LabelStatus, Outcome
 from .base import DeleteOp, ExpireOp, PutOp, WriteOp
 
@@ -24,12 +28,6 @@ SCHEMA_VERSION = 4
 
 
 _PREFETCH_CHUNK = 500  # (entity, source) pairs per prefetch query
-BODY_VERSION = 1  # first element of every stored label body
-
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
 STATUS_CODE = {LabelStatus.ACTIVE: 0, LabelStatus.PENDING: 1}
 
 
@@ -334,53 +332,9 @@ def meta_value(conn: sqlite3.Connection, key: str) -> int:
     return value
 
 
-def encode_label(label: Label) -> bytes:
-    """Compact body: entity and source live in the key columns, times as UTC microseconds."""
-    meta = label.metadata
-    body: bytes = msgpack.packb(
-        [
-            BODY_VERSION,
-            int(label.enforcement),
-            label.reason,
-            micros(label.created_at),
-            None if label.expires_at is None else micros(label.expires_at),
-            label.confidence,
-            dict(sorted(meta.items())) if meta else None,
-        ],
-        use_bin_type=True,
-    )
-    return body
-
-
 def decode_label(entity: str, source_key: str, body: bytes) -> Label:
+    """A stored row's label (model/compact), trusted; corrupt bytes are a StorageError."""
     try:
-        version, enforcement, reason, created, expires, confidence, meta = msgpack.unpackb(
-            body, raw=False
-        )
-    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError) as exc:
+        return decode_body(entity, source_key, body)
+    except CompactBodyError as exc:
         raise StorageError(f"stored label {entity} {source_key} is corrupt: {exc}") from exc
-    if version != BODY_VERSION:
-        raise StorageError(f"stored label {entity} {source_key} has unknown format {version!r}")
-    # Validated once, by the checker, when it was written: rebuilt without checks.
-    try:
-        return Label.trusted(
-            entity, source_of(source_key), Enforcement(enforcement), reason, time_of(created),
-            None if expires is None else time_of(expires),
-            None if confidence is None else float(confidence), meta or {},
-        )
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise StorageError(f"stored label {entity} {source_key} is corrupt: {exc}") from exc
-
-
-@functools.lru_cache(maxsize=4096)
-def source_of(source_key: str) -> Source:
-    return Source.from_key(source_key)
-
-
-def micros(value: datetime) -> int:
-    delta = value - EPOCH
-    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def time_of(micros: int) -> datetime:
-    return EPOCH + timedelta(microseconds=micros)
