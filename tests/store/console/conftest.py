@@ -33,6 +33,8 @@ PASSWORDS = {"vera": "viewer-pass-1", "rita": "reviewer-pass-1", "rob": "reviewe
              "ada": "admin-pass-1"}
 ROLES = {"vera": "viewer", "rita": "reviewer", "rob": "reviewer", "ada": "admin"}
 WRITER_TOKEN = "writer-token-0123456789"
+APPELLANT_TOKEN = "appellant-token-0123456789"
+READER_TOKEN = "reader-token-0123456789"
 _CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
 _HASHES = {name: hash_password(pw) for name, pw in PASSWORDS.items()}
 
@@ -50,7 +52,9 @@ def store_config(tmp_path: Path, **console: Any) -> StoreConfig:
         "checker": {"trusted_entities": ["user:42", "pin:7"]},
         "limits": {"max_metadata_bytes": 1024},
         "tokens": [{"name": "test-writer", "role": "writer", "sources": ["*"],
-                    "token": WRITER_TOKEN}],
+                    "token": WRITER_TOKEN},
+                   {"name": "product-appeals", "role": "appellant", "token": APPELLANT_TOKEN},
+                   {"name": "feed-hosts", "role": "reader", "token": READER_TOKEN}],
         "console": {"users": [{"name": n, "role": ROLES[n], "password_hash": _HASHES[n]}
                               for n in PASSWORDS], **console},
     })

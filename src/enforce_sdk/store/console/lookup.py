@@ -22,7 +22,7 @@ from ...policy.decision import Decision
 from ...policy.links import related_key
 from ..live_policy import PolicyView
 from ..storage.base import LabelStorage
-from ..storage.console_records import ReviewRecord
+from ..storage.console_records import Appeal, ReviewRecord
 
 LINK_KINDS = ("image", "domain", "creator", "board")  # what a reviewer may name, as the SDK
 HISTORY_PAGE = 20
@@ -110,6 +110,7 @@ class EntityPage:
     next_before: int | None
     reviews: list[ReviewRecord]
     link_labels: dict[str, list[LabelRow]] = field(default_factory=dict)
+    appeals: list[Appeal] = field(default_factory=list)
 
 
 def _rows(storage: LabelStorage, entity: str, now: datetime) -> list[LabelRow]:
@@ -159,4 +160,5 @@ def entity_page(storage: LabelStorage, policy: PolicyView | None, entity: str,
     return EntityPage(entity, related, rows, surfaces, policy,
                       [TimelineRow(e) for e in events],
                       events[-1].seq if len(events) == HISTORY_PAGE else None,
-                      storage.reviews(entity, limit=50), link_labels)
+                      storage.reviews(entity, limit=50), link_labels,
+                      storage.appeals(entity=entity, limit=50))

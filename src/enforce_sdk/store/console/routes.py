@@ -30,6 +30,8 @@ from ..live_policy import LivePolicy
 from ..requests import Problem, path_entity
 from ..storage.base import AppliedBatch, LabelStorage, WriteKey, WriteOp
 from . import queue as q
+from .answers import SECURITY_HEADERS, Denied
+from .appeal_pages import AppealPages
 from .auth import COOKIE_PATH, PRE_SESSION_COOKIE, SESSION_COOKIE, ConsoleAuth, Person
 from .lookup import SearchError, entity_page, parse_links, parse_search
 from .settings import ConsoleRole
@@ -37,28 +39,11 @@ from .settings import ConsoleRole
 log = logging.getLogger(__name__)
 
 MAX_FORM_BYTES = 64 * 1024
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
-                               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
 DONE_MESSAGES = {  # ?done=... after a POST/redirect/GET: fixed texts, nothing reflected
     "approve": "Approved: a human label confirms it.",
     "reject": "Rejected: the held label was retracted.",
     "escalate": "Escalated: the label stays held, marked for a senior reviewer.",
 }
-
-
-class Denied(Exception):
-    """Answer a page with this status and message (rendered as the error page)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -76,6 +61,8 @@ class ConsoleHost(Protocol):
 
     async def write(self, ops: list[WriteOp], actor: str,
                     key: WriteKey | None = None) -> AppliedBatch: ...
+
+    def notify_head(self, head: int) -> None: ...
 
 
 class Console:
@@ -325,6 +312,7 @@ class Console:
             Route("/queue", p(self.queue), methods=["GET"]),
             Route("/queue/decide", p(self.decide), methods=["POST"]),
             Route("/static/console.css", self.css, methods=["GET"]),
+            *AppealPages(self).routes(),
         ]
 
 
