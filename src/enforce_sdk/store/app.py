@@ -508,7 +508,8 @@ def create_app(config: StoreConfig, storage: LabelStorage, *, clock: Clock = _ut
     keeps `service.live_policy` on the SDK config (store/live_policy), started at startup."""
     service = LabelStoreService(config, storage, clock=clock, slot=slot, policy_feed=policy_feed)
     app = Starlette(
-        routes=[*service.routes(), *human_routes(service)],  # appeals API, console
+        # first: /v1/labels/export and /select before /v1/labels/{entity}
+        routes=[*human_routes(service), *service.routes()],  # appeals, mass actions, console
         lifespan=service.lifespan,
         exception_handlers={
             Problem: problem_response,

@@ -1,4 +1,5 @@
-"""The routes of the store's human side: the appeals API and, when enabled, the console."""
+"""The routes of the store's human side: the appeals and mass-action APIs and, when
+enabled, the console."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ from typing import TYPE_CHECKING
 from starlette.routing import BaseRoute
 
 from .appeals_api import appeal_routes
+from .mass_api import MassApi
 
 if TYPE_CHECKING:
     from .console.routes import ConsoleHost
 
 
 def human_routes(service: ConsoleHost) -> list[BaseRoute]:
-    routes: list[BaseRoute] = [*appeal_routes(service)]
+    routes: list[BaseRoute] = [*appeal_routes(service), *MassApi(service).routes()]
     if service.config.console.enabled:
         from .console.routes import console_routes  # jinja2 and argon2 load only with it
 

@@ -35,6 +35,7 @@ ROLES = {"vera": "viewer", "rita": "reviewer", "rob": "reviewer", "ada": "admin"
 WRITER_TOKEN = "writer-token-0123456789"
 APPELLANT_TOKEN = "appellant-token-0123456789"
 READER_TOKEN = "reader-token-0123456789"
+ADMIN_TOKEN = "admin-token-0123456789"
 _CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
 _HASHES = {name: hash_password(pw) for name, pw in PASSWORDS.items()}
 
@@ -54,7 +55,8 @@ def store_config(tmp_path: Path, **console: Any) -> StoreConfig:
         "tokens": [{"name": "test-writer", "role": "writer", "sources": ["*"],
                     "token": WRITER_TOKEN},
                    {"name": "product-appeals", "role": "appellant", "token": APPELLANT_TOKEN},
-                   {"name": "feed-hosts", "role": "reader", "token": READER_TOKEN}],
+                   {"name": "feed-hosts", "role": "reader", "token": READER_TOKEN},
+                   {"name": "ops-admin", "role": "admin", "token": ADMIN_TOKEN}],
         "console": {"users": [{"name": n, "role": ROLES[n], "password_hash": _HASHES[n]}
                               for n in PASSWORDS], **console},
     })

@@ -226,7 +226,8 @@ def test_a_schema_1_database_gains_the_expiry_index_on_open(db_path: Path) -> No
     raw.execute("DROP INDEX labels_expiry")
     raw.execute("ALTER TABLE labels DROP COLUMN expires_us")
     raw.execute("DROP TABLE write_keys")  # schema 3's: not in schema 1 either
-    raw.executescript("DROP TABLE reviews; DROP TABLE appeals; DROP TABLE appeal_events")  # schema 4
+    raw.executescript("DROP TABLE reviews; DROP TABLE appeals; DROP TABLE appeal_events; "
+                      "DROP TABLE mass_jobs")  # schema 4's
     raw.execute("PRAGMA user_version = 1")
     raw.close()
 

@@ -34,6 +34,7 @@ from .answers import SECURITY_HEADERS, Denied
 from .appeal_pages import AppealPages
 from .auth import COOKIE_PATH, PRE_SESSION_COOKIE, SESSION_COOKIE, ConsoleAuth, Person
 from .lookup import SearchError, entity_page, parse_links, parse_search
+from .mass_pages import MassPages
 from .settings import ConsoleRole
 
 log = logging.getLogger(__name__)
@@ -313,6 +314,7 @@ class Console:
             Route("/queue/decide", p(self.decide), methods=["POST"]),
             Route("/static/console.css", self.css, methods=["GET"]),
             *AppealPages(self).routes(),
+            *MassPages(self).routes(),
         ]
 
 

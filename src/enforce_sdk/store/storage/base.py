@@ -274,6 +274,19 @@ class LabelStorage(ConsoleRecords, abc.ABC):
                        actor: str, now: datetime) -> tuple[Appeal, int]:
         raise self._unsupported()
 
+    def scan_labels(self, *, after: tuple[str, str] | None = None,
+                    limit: int = 1000) -> list[StoredLabel]:
+        """Stored labels (active and pending, expired included) in (entity, source key)
+        order after `after`: the mass actions' scan. Optional: SQLite implements it."""
+        check_int(limit, "limit", minimum=1)
+        if after is not None and not (isinstance(after, tuple) and len(after) == 2
+                                      and all(isinstance(p, str) for p in after)):
+            raise InvalidInputError(f"must be (entity, source key), got {after!r}", field="after")
+        return self._scan_labels(after, limit)
+
+    def _scan_labels(self, after: tuple[str, str] | None, limit: int) -> list[StoredLabel]:
+        raise self._unsupported()
+
     # -- what a backend implements (arguments already checked) ------------------------
 
     @abc.abstractmethod

@@ -70,6 +70,27 @@ class AppealEvent:
     appeal: Appeal
 
 
+@dataclass(frozen=True, slots=True)
+class MassJob:
+    """A mass retraction: what it matches, why, and how far it got (so it can resume).
+
+    `cursor` is the last (entity, source key) the job has dealt with, in key order;
+    labels after it are still to do. `state`: running, done or failed.
+    """
+
+    id: str
+    actor: str  # console:<person> or a token name
+    query: str  # the LabelQuery as JSON
+    reason: str
+    state: str
+    cursor: tuple[str, str] | None
+    matched: int  # labels matched so far
+    retracted: int  # of which retracted (the rest were gone already)
+    created_at: datetime
+    updated_at: datetime
+    error: str | None = None
+
+
 class ReviewConflictError(StorageError):
     """Someone already recorded this action on this version of the label."""
 
@@ -171,7 +192,31 @@ class ConsoleRecords:
         """Outbox events with seq > after, oldest first."""
         return self._appeal_events(_count(after, "after", 0), _count(limit, "limit", 1))
 
+    # -- mass jobs and the label scan they use ------------------------------------------
+
+    def save_job(self, job: MassJob) -> None:
+        """Insert or update a mass job's record."""
+        if not isinstance(job, MassJob):
+            raise InvalidInputError(f"must be a MassJob, got {type(job).__name__}", field="job")
+        self._save_job(job)
+
+    def job(self, job_id: str) -> MassJob | None:
+        return self._job(_text(job_id, "job_id", 64))
+
+    def jobs(self, *, limit: int = 50) -> list[MassJob]:
+        """Mass jobs, newest first."""
+        return self._jobs(_count(limit, "limit", 1))
+
     # -- what a backend that keeps them implements -------------------------------------
+
+    def _save_job(self, job: MassJob) -> None:
+        raise self._unsupported()
+
+    def _job(self, job_id: str) -> MassJob | None:
+        return None
+
+    def _jobs(self, limit: int) -> list[MassJob]:
+        return []
 
     def _add_review(self, record: ReviewRecord) -> None:
         raise self._unsupported()

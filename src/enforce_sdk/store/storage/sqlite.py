@@ -33,7 +33,7 @@ from ...model.records import (
 )
 from . import sqlite_console as console_sql
 from .base import AppliedBatch, LabelStorage, WriteKey, WriteOp, recorded_outcome
-from .console_records import Appeal, AppealEvent, ReviewRecord
+from .console_records import Appeal, AppealEvent, MassJob, ReviewRecord
 from .sqlite_schema import (
     ACTIVE,
     MIGRATIONS,
@@ -419,6 +419,24 @@ class SQLiteStorage(LabelStorage):
             if ops:
                 batch.run(ops)
         return appeal, batch.seq
+
+    def _save_job(self, job: MassJob) -> None:
+        with self._writing("save_job") as conn:
+            console_sql.save_job(conn, job)
+
+    def _job(self, job_id: str) -> MassJob | None:
+        with self._reading("job") as conn:
+            return console_sql.get_job(conn, job_id)
+
+    def _jobs(self, limit: int) -> list[MassJob]:
+        with self._reading("jobs") as conn:
+            return console_sql.jobs(conn, limit)
+
+    def _scan_labels(self, after: tuple[str, str] | None, limit: int) -> list[StoredLabel]:
+        with self._reading("scan_labels") as conn:
+            rows = console_sql.scan_labels(conn, after, limit)
+        return [StoredLabel(decode_label(entity, source_key, body), STATUS_OF[status], seq)
+                for entity, source_key, status, seq, body in rows]
 
     def count_labels(self) -> dict[LabelStatus, int]:
         with self._reading("count_labels") as conn:

@@ -17,6 +17,7 @@ from .console_records import (
     Appeal,
     AppealConflictError,
     AppealEvent,
+    MassJob,
     ReviewConflictError,
     ReviewRecord,
 )
@@ -125,3 +126,45 @@ def appeal_events(conn: sqlite3.Connection, after: int, limit: int) -> list[Appe
                         "ORDER BY seq LIMIT ?", (after, limit)).fetchall()
     return [AppealEvent(seq, event, time_of(at_us), _appeal(tuple(json.loads(appeal))))
             for seq, event, at_us, appeal in rows]
+
+
+_JOB_COLUMNS = ("id, actor, query, reason, state, cursor, matched, retracted, created_us, "
+                "updated_us, error")
+
+
+def save_job(conn: sqlite3.Connection, job: MassJob) -> None:
+    conn.execute(
+        f"INSERT OR REPLACE INTO mass_jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (job.id, job.actor, job.query, job.reason, job.state,
+         None if job.cursor is None else json.dumps(list(job.cursor)), job.matched,
+         job.retracted, micros(job.created_at), micros(job.updated_at), job.error))
+
+
+def _job(row: tuple[Any, ...]) -> MassJob:
+    (job_id, actor, query, reason, state, cursor, matched, retracted, created_us, updated_us,
+     error) = row
+    at = None if cursor is None else tuple(json.loads(cursor))
+    return MassJob(job_id, actor, query, reason, state, at, matched, retracted,
+                   time_of(created_us), time_of(updated_us), error)
+
+
+def get_job(conn: sqlite3.Connection, job_id: str) -> MassJob | None:
+    row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM mass_jobs WHERE id = ?", (job_id,)).fetchone()
+    return None if row is None else _job(row)
+
+
+def jobs(conn: sqlite3.Connection, limit: int) -> list[MassJob]:
+    rows = conn.execute(f"SELECT {_JOB_COLUMNS} FROM mass_jobs ORDER BY created_us DESC LIMIT ?",
+                        (limit,)).fetchall()
+    return [_job(row) for row in rows]
+
+
+def scan_labels(conn: sqlite3.Connection, after: tuple[str, str] | None,
+                limit: int) -> list[tuple[str, str, int, int, bytes]]:
+    """(entity, source_key, status, seq, body) rows in key order after `after`."""
+    start = ("", "") if after is None else after
+    rows: list[tuple[str, str, int, int, bytes]] = conn.execute(
+        "SELECT entity, source_key, status, seq, body FROM labels "
+        "WHERE (entity, source_key) > (?, ?) ORDER BY entity, source_key LIMIT ?",
+        (*start, limit)).fetchall()
+    return rows

@@ -74,7 +74,8 @@ CREATE TABLE changes (
 );
 """
 
-# The reviewer console's records: review notes, appeals, the appeals outbox (sqlite_console).
+# The reviewer console's records: review notes, appeals, the appeals outbox, mass jobs
+# (sqlite_console).
 CONSOLE_SCHEMA = """
 CREATE TABLE reviews (
     entity TEXT NOT NULL,
@@ -101,6 +102,19 @@ CREATE TABLE appeals (
 );
 CREATE INDEX appeals_state ON appeals (state, id);
 CREATE INDEX appeals_entity ON appeals (entity, id);
+CREATE TABLE mass_jobs (
+    id TEXT PRIMARY KEY,
+    actor TEXT NOT NULL,
+    query TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    state TEXT NOT NULL,
+    cursor TEXT,
+    matched INTEGER NOT NULL,
+    retracted INTEGER NOT NULL,
+    created_us INTEGER NOT NULL,
+    updated_us INTEGER NOT NULL,
+    error TEXT
+) WITHOUT ROWID;
 CREATE TABLE appeal_events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     appeal_id INTEGER NOT NULL,
