@@ -32,6 +32,7 @@ from ._bloom import bloom  # noqa: E402  `enforce-sdk bloom ...`
 from ._check import check  # noqa: E402  `enforce-sdk check ...`
 from ._config import config  # noqa: E402  `enforce-sdk config ...`
 from ._console import console  # noqa: E402  `enforce-sdk console ...`
+from ._labels_mass import export_labels  # noqa: E402, F401  `labels export`, `labels retract`
 
 main.add_command(bloom)
 main.add_command(check)
