@@ -37,7 +37,7 @@ APPELLANT_TOKEN = "appellant-token-0123456789"
 READER_TOKEN = "reader-token-0123456789"
 ADMIN_TOKEN = "admin-token-0123456789"
 _CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
-_HASHES = {name: hash_password(pw) for name, pw in PASSWORDS.items()}
+HASHES = {name: hash_password(pw) for name, pw in PASSWORDS.items()}
 
 
 def policy_view(version: int = 1) -> PolicyView:
@@ -57,7 +57,7 @@ def store_config(tmp_path: Path, **console: Any) -> StoreConfig:
                    {"name": "product-appeals", "role": "appellant", "token": APPELLANT_TOKEN},
                    {"name": "feed-hosts", "role": "reader", "token": READER_TOKEN},
                    {"name": "ops-admin", "role": "admin", "token": ADMIN_TOKEN}],
-        "console": {"users": [{"name": n, "role": ROLES[n], "password_hash": _HASHES[n]}
+        "console": {"users": [{"name": n, "role": ROLES[n], "password_hash": HASHES[n]}
                               for n in PASSWORDS], **console},
     })
 
