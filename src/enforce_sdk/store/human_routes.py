@@ -11,7 +11,7 @@ from .appeals_api import appeal_routes
 from .mass_api import MassApi
 
 if TYPE_CHECKING:
-    from .console.routes import ConsoleHost
+    from .console.host import ConsoleHost
 
 
 def human_routes(service: ConsoleHost) -> list[BaseRoute]:

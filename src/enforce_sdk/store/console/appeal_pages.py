@@ -12,7 +12,6 @@ the note, labels unchanged. Either way the appeals outbox gets the event
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -33,10 +32,8 @@ from ..storage.console_records import (
 )
 from . import queue as q
 from .answers import SECURITY_HEADERS, Denied
+from .host import PageHost
 from .settings import ConsoleRole
-
-if TYPE_CHECKING:
-    from .routes import Console
 
 APPEALS_SYSTEM = "appeals"  # the source system of upheld appeals (weight it in the SDK config)
 
@@ -54,7 +51,7 @@ def upheld_label(appeal: Appeal, reasons: list[str], person: str, note: str,
 
 
 class AppealPages:
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: PageHost) -> None:
         self.c = console
         self.storage = console.storage
 

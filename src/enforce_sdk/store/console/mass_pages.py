@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -24,14 +23,12 @@ from ..mass_api import MAX_REASON, export_stream
 from ..storage.base import AppliedBatch, WriteKey, WriteOp
 from ..storage.console_records import MassJob
 from .answers import SECURITY_HEADERS, Denied
+from .host import PageHost
 from .settings import ConsoleRole
-
-if TYPE_CHECKING:
-    from .routes import Console
 
 
 class MassPages:
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: PageHost) -> None:
         self.c = console
         self.storage = console.storage
         self._running: dict[str, asyncio.Task[MassJob]] = {}  # job id -> task, this process

@@ -10,10 +10,8 @@ POST checks it before anything else.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from datetime import datetime
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
 import jinja2
@@ -24,15 +22,13 @@ from starlette.routing import Mount, Route
 
 from ..._errors import StorageError, WriteKeyReusedError
 from ...model.label import format_time
-from ..checker import LabelChecker, LabelRejectedError
-from ..config import StoreConfig
-from ..live_policy import LivePolicy
+from ..checker import LabelRejectedError
 from ..requests import Problem, path_entity
-from ..storage.base import AppliedBatch, LabelStorage, WriteKey, WriteOp
 from . import queue as q
 from .answers import SECURITY_HEADERS, Denied
 from .appeal_pages import AppealPages
 from .auth import COOKIE_PATH, PRE_SESSION_COOKIE, SESSION_COOKIE, ConsoleAuth, Person
+from .host import ConsoleHost, Handler
 from .lookup import SearchError, entity_page, parse_links, parse_search
 from .mass_pages import MassPages
 from .settings import ConsoleRole
@@ -45,25 +41,6 @@ DONE_MESSAGES = {  # ?done=... after a POST/redirect/GET: fixed texts, nothing r
     "reject": "Rejected: the held label was retracted.",
     "escalate": "Escalated: the label stays held, marked for a senior reviewer.",
 }
-
-
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-class ConsoleHost(Protocol):
-    """What the console needs of the Label Store service (store/app's LabelStoreService)."""
-
-    config: StoreConfig
-    storage: LabelStorage
-    checker: LabelChecker
-    live_policy: LivePolicy
-
-    def clock(self) -> datetime: ...
-
-    async def write(self, ops: list[WriteOp], actor: str,
-                    key: WriteKey | None = None) -> AppliedBatch: ...
-
-    def notify_head(self, head: int) -> None: ...
 
 
 class Console:
