@@ -47,7 +47,8 @@ from enforce_sdk.model import wire  # noqa: E402
 from enforce_sdk.model.label import Label  # noqa: E402
 from enforce_sdk.store import PutOp, SQLiteStorage  # noqa: E402
 from enforce_sdk.store.storage import sqlite_schema  # noqa: E402
-from enforce_sdk.store_client.client import LabelStoreClient, parse_query  # noqa: E402
+from enforce_sdk.store_client.client import LabelStoreClient  # noqa: E402
+from enforce_sdk.store_client.query import parse_query  # noqa: E402
 
 FULL = os.environ.get("ENFORCE_BENCH_FULL") == "1"
 N = 100_000 if FULL else 5_000

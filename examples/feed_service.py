@@ -9,7 +9,7 @@ is created; that also makes the app safe under a pre-fork server (`gunicorn
 
 Run against a Label Store:
 
-    ENFORCE_STORE_URL=http://127.0.0.1:8080 ENFORCE_TOKEN=<reader token> \\
+    ENFORCE_STORE_URL=http://127.0.0.1:8080 ENFORCE_STORE_TOKEN=<reader token> \\
         uvicorn examples.feed_service:app
 
 `ENFORCE_CONFIG` names the SDK config file (default docs/examples/enforce.toml).
@@ -86,6 +86,6 @@ def __getattr__(name: str) -> Any:
         return create_app(
             os.environ["ENFORCE_STORE_URL"],
             os.environ.get("ENFORCE_CONFIG", str(DEFAULT_CONFIG)),
-            token=os.environ.get("ENFORCE_TOKEN"),
+            token=os.environ.get("ENFORCE_STORE_TOKEN"),
         )
     raise AttributeError(name)

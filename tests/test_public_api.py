@@ -9,6 +9,7 @@ import enforce_sdk
 EXPECTED = {
     # clients and what they return
     "EnforcementClient", "AsyncEnforcementClient", "Decision", "Cause", "Stats",
+    "ClientStatus", "Hooks",
     # labels
     "Label", "Source", "SourceType", "Enforcement", "canonical_key", "domain_key_from_url",
     # config
@@ -23,7 +24,7 @@ EXPECTED = {
     "SelectorSyntaxError", "ConfigError", "UnknownSurfaceError", "StoreError",
     "StoreUnavailableError", "StoreResponseError", "AuthError", "FeedTooOldError",
     "StorageError", "ConfigSourceError", "ConfigConflictError", "ConfigPermissionError",
-    "NativeError", "SnapshotError", "WriteOutcomeUnknownError",
+    "NativeError", "SnapshotError", "WriteOutcomeUnknownError", "NotReadyError",
     "__version__",
 }
 

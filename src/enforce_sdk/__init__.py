@@ -24,6 +24,7 @@ from ._errors import (
     InvalidInputError,
     LabelValidationError,
     NativeError,
+    NotReadyError,
     SelectorSyntaxError,
     SnapshotError,
     StorageError,
@@ -34,7 +35,9 @@ from ._errors import (
     WriteOutcomeUnknownError,
 )
 from .client.client import EnforcementClient
+from .client.hooks import Hooks
 from .client.stats import Stats
+from .client.status import ClientStatus
 from .config.document import EnforcementConfig
 from .config.source import ConfigMeta, ConfigSource, FileConfigSource, StaticConfigSource
 from .model.keys import canonical_key, domain_key_from_url
@@ -86,6 +89,7 @@ __all__ = [
     "AuthError",
     "BloomFilter",
     "Cause",
+    "ClientStatus",
     "ConfigConflictError",
     "ConfigError",
     "ConfigMeta",
@@ -100,11 +104,13 @@ __all__ = [
     "EntityKeyError",
     "FeedTooOldError",
     "FileConfigSource",
+    "Hooks",
     "InvalidInputError",
     "Label",
     "LabelStoreClient",
     "LabelValidationError",
     "NativeError",
+    "NotReadyError",
     "Selector",
     "SelectorSyntaxError",
     "SnapshotError",

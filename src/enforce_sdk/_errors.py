@@ -14,6 +14,7 @@
     │   └── StoreResponseError     the store answered with an error status
     │       ├── AuthError          401 / 403
     │       └── FeedTooOldError    410: the change feed no longer holds S
+    ├── NotReadyError              wait_until_ready(): the token, the store or the feed is not usable
     ├── StorageError               a storage backend failed (server side)
     ├── ConfigSourceError          reading or writing config at its source failed
     │   ├── ConfigConflictError    a compare-and-set push lost to a concurrent writer
@@ -114,6 +115,19 @@ class AuthError(StoreResponseError):
 
 class FeedTooOldError(StoreResponseError):
     """The change feed no longer holds the requested position; reload a snapshot."""
+
+
+class NotReadyError(EnforceError):
+    """A client is not ready to decide: `component` says what is not usable.
+
+    `component` is "token" (the store refused it: retrying will not help),
+    "store" (unreachable or failing until the timeout) or "feed" (the change
+    feed could not start).
+    """
+
+    def __init__(self, message: str, *, component: str) -> None:
+        self.component = component
+        super().__init__(message)
 
 
 class StorageError(EnforceError):

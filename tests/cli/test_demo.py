@@ -57,7 +57,8 @@ def test_demo_stops_the_store_when_a_step_fails(tmp_path: Path) -> None:
                  steps=[*STEPS[:3], Step("boom", boom)])
     pid = int(re.search(r"pid (\d+)", "\n".join(lines)).group(1))  # type: ignore[union-attr]
     assert not _pid_alive(pid)
-    assert any("store exited with" in line for line in lines)
+    assert any("store stopped cleanly" in line for line in lines)
+    assert not any("exited with" in line for line in lines)
 
 
 def test_demo_command_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

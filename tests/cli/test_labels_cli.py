@@ -80,6 +80,12 @@ def test_invalid_label_exits_1_without_traceback(store_server: StoreServerProces
     result = invoke(store_server, "labels", "put", "pin:1", "--source", "a/human/b",
                     "--enforcement", "block", "--reason", "spam", "--confidence", "1.5")
     assert result.exit_code == 1 and "confidence" in result.stderr
+    # Every wrong field is named, not only the first.
+    result = invoke(store_server, "labels", "put", "bad key!", "--source", "x/robot/y",
+                    "--enforcement", "block", "--reason", "Not A Reason", "--confidence", "7")
+    assert result.exit_code == 1
+    for field in ("source.type", "entity", "reason", "confidence"):
+        assert field in result.stderr, (field, result.stderr)
     # Over the store's configured metadata limit (512 bytes in the fixture): the store says 413.
     result = invoke(store_server, "labels", "put", "pin:1", "--source", "a/human/b",
                     "--enforcement", "block", "--reason", "spam", "--meta", "note=" + "x" * 600)
@@ -96,6 +102,8 @@ def test_usage_and_connection_errors_exit_2(store_server: StoreServerProcess) ->
     reader_writes = invoke(store_server, "labels", "rm", "pin:1", "--source", "a/human/b",
                            role="reader")
     assert reader_writes.exit_code == 2 and "403" in reader_writes.stderr
+    assert "has role reader; this needs writer" in reader_writes.stderr
+    assert reader_writes.stderr.count("role") == 1  # said once, not repeated by a hint
     down = CliRunner().invoke(main, ["labels", "get", "pin:1", "--url",
                                      f"http://127.0.0.1:{_free_port()}", "--token", "t",
                                      "--timeout", "2"])

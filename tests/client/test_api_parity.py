@@ -20,7 +20,7 @@ from enforce_sdk.client.client import EnforcementClient
 # sync name -> async name, where the async spelling differs
 RENAMED = {"close": "aclose", "__enter__": "__aenter__", "__exit__": "__aexit__"}
 # methods whose async counterpart is a coroutine function
-COROUTINES = {"check", "check_many", "filter", "aclose", "__aenter__", "__aexit__"}
+COROUTINES = {"check", "check_many", "filter", "wait_until_ready", "aclose", "__aenter__", "__aexit__"}
 # constructor parameters whose type differs by design (a sync or an async store reader)
 FACE_TYPED = {"store"}
 

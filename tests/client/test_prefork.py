@@ -26,6 +26,7 @@ from enforce_sdk import Enforcement, Label, Source, SourceType
 from enforce_sdk.client.async_client import AsyncEnforcementClient
 from enforce_sdk.client.client import EnforcementClient
 from enforce_sdk.store_client.client import LabelStoreClient
+from enforce_sdk.testing import TestLabels
 from tests.fixtures.store_server import StoreServerProcess
 
 REVIEW = Source("review_tool", SourceType.HUMAN, "alice")
@@ -189,8 +190,9 @@ def test_clients_made_before_fork_work_in_every_child(store_server: StoreServerP
 
 
 def test_the_fork_hook_holds_clients_weakly() -> None:
-    client = EnforcementClient("http://unused", CONFIG, store=_NoStore())
-    aio = AsyncEnforcementClient("http://unused", CONFIG, store=_NoAsyncStore())
+    labels = TestLabels()
+    client = labels.client(CONFIG)
+    aio = labels.async_client(CONFIG)
     refs: list[weakref.ref[Any]] = [weakref.ref(client), weakref.ref(aio)]
     del client, aio
     gc.collect()
@@ -198,23 +200,7 @@ def test_the_fork_hook_holds_clients_weakly() -> None:
 
 
 def test_after_fork_is_harmless_on_a_closed_client() -> None:
-    client = EnforcementClient("http://unused", CONFIG, store=_NoStore())
+    client = TestLabels().client(CONFIG)
     client.close()
     client.after_fork()
     assert client.follower is None and client._closed
-
-
-class _NoStore:
-    def get_many(self, keys: list[str]) -> dict[str, list[Label]]:
-        return {}
-
-    def close(self) -> None:
-        pass
-
-
-class _NoAsyncStore:
-    async def get_many(self, keys: list[str]) -> dict[str, list[Label]]:
-        return {}
-
-    async def aclose(self) -> None:
-        pass

@@ -15,7 +15,8 @@ import pytest
 
 from enforce_sdk import Enforcement, Label, Source, SourceType
 from enforce_sdk.model import wire
-from enforce_sdk.store_client.client import LabelStoreClient, parse_query
+from enforce_sdk.store_client.client import LabelStoreClient
+from enforce_sdk.store_client.query import parse_query
 from tests.fixtures.store_server import StoreServerProcess
 
 NOW = datetime.now(UTC).replace(microsecond=0)

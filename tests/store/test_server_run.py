@@ -7,6 +7,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
+
 from enforce_sdk import Enforcement, Label, Source, SourceType
 from enforce_sdk.store import SQLiteStorage, StoreConfig, open_storage
 from enforce_sdk.store.server import start_in_thread
@@ -64,3 +66,30 @@ def test_cli_rejects_an_unknown_storage_scheme(tmp_path: Path) -> None:
     result = run_main("--config", str(path), "--port", "0", cwd=tmp_path)
     assert result.returncode == 2
     assert "unknown storage scheme 'mysql'" in result.stderr
+
+
+def test_db_and_storage_override_the_url_and_keep_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "store.toml"
+    path.write_text('[storage]\nurl = "mysql://db/labels"\nexpired_grace_seconds = 5\n')
+    both = run_main("--config", str(path), "--db", "x.db", "--storage", "sqlite:///y.db",
+                    cwd=tmp_path)
+    assert both.returncode == 2 and "not both" in both.stderr
+    bad = run_main("--config", str(path), "--storage", "nope:/x", "--port", "0", cwd=tmp_path)
+    assert bad.returncode == 2 and "unknown storage scheme 'nope'" in bad.stderr
+    # --db replaces the (bad) configured URL; the store starts on it and serves.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "enforce_sdk.store", "--config", str(path), "--db", "d/labels.db",
+         "--port", "0", "--no-access-log"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        line = ""
+        while "listening on" not in line:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, "the store exited"
+        url = line.split("listening on", 1)[1].strip()
+        assert httpx.get(url + "/readyz", timeout=5).status_code == 200
+        assert (tmp_path / "d" / "labels.db").exists()
+    finally:
+        proc.terminate()
+        proc.wait(20)

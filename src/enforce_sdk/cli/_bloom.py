@@ -21,7 +21,7 @@ from .._errors import InvalidInputError
 from ..model.keys import canonical_key
 from ..model.label import Label
 from ..native.bloom import BloomFilter
-from ._common import EXIT_REJECTED, fail, with_errors
+from ._common import EXIT_REJECTED, fail, store_options, translate_errors, with_errors
 
 
 @click.group()
@@ -119,16 +119,37 @@ def read_export_keys(path: Path) -> list[str]:
     show_default=True,
     help="Change sequence number the export reflects (stored in the snapshot).",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @with_errors
-def build_command(export: Path, out: Path, fp_rate: float, seq: int) -> None:
+def build_command(export: Path, out: Path, fp_rate: float, seq: int, as_json: bool) -> None:
     """Build a snapshot sized for the keys in EXPORT at the target FP rate."""
     keys = read_export_keys(export)
     bloom_filter = BloomFilter.for_capacity(max(len(keys), 1), fp_rate)
     bloom_filter.add_many(keys)
     bloom_filter.seq = seq
     bloom_filter.save(out)
+    if as_json:
+        click.echo(json.dumps({**_describe(bloom_filter, out), "keys_read": len(keys)},
+                              indent=2))
+        return
     click.echo(
         f"wrote {out}: {len(keys)} keys, {bloom_filter.size_bytes} bytes "
         f"({bloom_filter.size_bytes / max(len(keys), 1):.3f} B/key), k={bloom_filter.k}, "
         f"seq={seq}, estimated fp {bloom_filter.estimated_fp:.6f}"
     )
+
+
+@bloom.command("rebuild")
+@click.option("--json", "as_json", is_flag=True, help="Print the store's answer as JSON.")
+@store_options
+def rebuild_command(as_json: bool, url: str, token: str | None, timeout: float) -> None:
+    """Have the store rebuild its bloom snapshot now (admin token)."""
+    from ..store_client.client import LabelStoreClient
+
+    with translate_errors(url), LabelStoreClient(url, token=token, timeout=timeout) as client:
+        figures = client.rebuild_bloom()
+    figures.pop("schema", None)
+    if as_json:
+        click.echo(json.dumps(figures, indent=2, default=str))
+    else:
+        click.echo("rebuilt: " + ", ".join(f"{k}={v}" for k, v in figures.items()))

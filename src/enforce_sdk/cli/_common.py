@@ -67,10 +67,9 @@ def describe_store_error(exc: StoreError, url: str | None = None) -> str:
     """One line that says what went wrong talking to the store and what to do about it."""
     where = f" at {url}" if url else ""
     if isinstance(exc, AuthError):
-        hint = "check --token / " + TOKEN_ENV
-        if exc.status == 403:
-            hint = "this token's role may not do that"
-        return f"the label store{where} refused the request ({exc.status}): {_detail(exc)}; {hint}"
+        # A 403 already says what the token may not do (its role or its sources).
+        hint = "" if exc.status == 403 else f"; check --token / {TOKEN_ENV}"
+        return f"the label store{where} refused the request ({exc.status}): {_detail(exc)}{hint}"
     if isinstance(exc, StoreResponseError):
         return f"the label store{where} answered {exc.status}: {_detail(exc)}"
     if isinstance(exc, StoreUnavailableError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import json
 import time
+import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -117,12 +118,27 @@ def _store(hosts: str, root: str, auth: str | None, zk_timeout: float,
 
 
 def read_document_file(path: Path) -> dict[str, Any]:
-    """A config document from a JSON file, refused with a reason if malformed or too large."""
+    """A config document from a JSON or (by its `.toml` suffix) TOML file, refused with a
+    reason if malformed or too large. ZooKeeper stores the JSON form either way."""
     data = path.read_bytes()
     try:
+        if path.suffix.lower() == ".toml":
+            return _toml_document(data)
         return decode_document(data, max_bytes=MAX_DOCUMENT_BYTES)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc.problem}", field=exc.field) from exc
+
+
+def _toml_document(data: bytes) -> dict[str, Any]:
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise ConfigError(f"{len(data)} bytes, over the {MAX_DOCUMENT_BYTES}-byte limit",
+                          field="document")
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 at byte {exc.start}", field="document") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"malformed TOML: {exc}", field="document") from exc
 
 
 def _validate_file(path: Path) -> tuple[dict[str, Any], EnforcementConfig]:

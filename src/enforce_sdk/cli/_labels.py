@@ -16,7 +16,15 @@ import click
 
 from .._errors import LabelValidationError, StoreError
 from ..model.keys import canonical_key
-from ..model.label import Label, MetadataValue, Source, format_time, parse_time
+from ..model.label import (
+    Enforcement,
+    Label,
+    MetadataValue,
+    Source,
+    SourceType,
+    format_time,
+    parse_time,
+)
 from ..store_client.client import LabelStoreClient
 from ._common import (
     EXIT_REJECTED,
@@ -127,10 +135,9 @@ def put_label(entity: str, source_key: str, enforcement: str, reason: str,
             except OverflowError:
                 raise LabelValidationError(f"created_at + --ttl {ttl} is past year 9999",
                                            field="expires_at") from None
-        label = Label(entity=entity, source=Source.from_key(source_key),
-                      enforcement=enforcement, reason=reason,  # type: ignore[arg-type]
-                      created_at=created, expires_at=expires, confidence=confidence,
-                      metadata=metadata)
+        label = _label_or_every_problem(
+            entity=entity, source=source_key, enforcement=enforcement, reason=reason,
+            created_at=created, expires_at=expires, confidence=confidence, metadata=metadata)
     except LabelValidationError as exc:
         fail(f"label rejected: {exc}", EXIT_REJECTED)
     with _client(url, token, timeout) as client:
@@ -142,19 +149,59 @@ def put_label(entity: str, source_key: str, enforcement: str, reason: str,
         click.echo(f"{result.outcome.value}: {result.entity} {result.source}")
 
 
+def _label_or_every_problem(*, source: str, **fields: Any) -> Label:
+    """The label, or one LabelValidationError naming every field that is wrong (not only
+    the first): each field is tried on its own beside known-good values of the others."""
+    problems: list[str] = []
+    try:
+        parsed = Source.from_key(source)
+    except LabelValidationError as exc:
+        problems.append(f"source: {exc}")
+        parsed = _GOOD["source"]
+    try:
+        if not problems:
+            return Label(source=parsed, **fields)
+    except LabelValidationError:
+        pass
+    for name, value in fields.items():
+        trial = {**_GOOD, name: value, "source": parsed}
+        if name == "expires_at":  # checked against created_at
+            trial["created_at"] = fields["created_at"]
+        try:
+            Label(**trial)
+        except LabelValidationError as exc:
+            problems.append(f"{exc.field or name}: {exc.problem}")
+    if not problems:  # only a combination is wrong: say what the full label says
+        Label(source=parsed, **fields)
+    raise LabelValidationError("; ".join(problems))
+
+
+_GOOD: dict[str, Any] = {
+    "entity": "pin:1", "source": Source("cli", SourceType.HUMAN, "check"),
+    "enforcement": Enforcement.BLOCK, "reason": "spam",
+    "created_at": datetime(2026, 1, 1, tzinfo=UTC), "expires_at": None, "confidence": None,
+    "metadata": {},
+}
+
+
 @labels.command("rm")
 @click.argument("entity")
 @click.option("--source", "source_key", required=True, metavar="SYSTEM/TYPE/NAME",
               help="Whose label to retract.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @store_options
-def rm_label(entity: str, source_key: str, url: str, token: str | None, timeout: float) -> None:
+def rm_label(entity: str, source_key: str, as_json: bool, url: str, token: str | None,
+             timeout: float) -> None:
     """Retract one source's label on ENTITY (prints deleted or not_found)."""
     with translate_errors(url):
         key = canonical_key(entity)
         Source.from_key(source_key)
     with _client(url, token, timeout) as client:
         outcome = client.delete(key, source_key)
-    click.echo(f"{outcome.value}: {key} {source_key}")
+    if as_json:
+        _echo_json({"entity": key, "source": source_key, "outcome": outcome.value})
+    else:
+        click.echo(f"{outcome.value}: {key} {source_key}")
 
 
 # -- reads --------------------------------------------------------------------------------

@@ -72,7 +72,11 @@ def _zk_source(hosts: str, root: str) -> ConfigSource:
 
 
 def _start(source: ConfigSource, live: LivePolicy) -> Callable[[], None]:
-    config, meta = source.start(lambda c, m: live.set(policy_view(c, m)))
+    def update(config: EnforcementConfig, meta: ConfigMeta) -> None:
+        live.set(policy_view(config, meta))
+        log.info("SDK config version %d from %s", config.version, meta.origin)
+
+    config, meta = source.start(update)
     live.set(policy_view(config, meta))
     log.info("SDK config version %d from %s", config.version, meta.origin)
     return source.close

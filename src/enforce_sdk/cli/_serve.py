@@ -48,7 +48,7 @@ def serve(config_path: Path | None, host: str, port: int, db: Path | None,
     With --workers N, N processes share the port: a master restarts a worker that
     dies, stops them all on Ctrl-C / SIGTERM, and exits non-zero if they keep dying.
     """
-    from ..store.config import StorageSection, StoreConfig
+    from ..store.config import StoreConfig
     from ..store.storage.backends import check_storage_url
     from ..store.workers import run_workers
 
@@ -60,7 +60,9 @@ def serve(config_path: Path | None, host: str, port: int, db: Path | None,
             storage_url = f"sqlite:///{db.resolve()}"
         if storage_url is not None:
             check_storage_url(storage_url)
-            config = dataclasses.replace(config, storage=StorageSection(url=storage_url))
+            # only the URL: the section's other keys (expiry purge) stay as configured
+            config = dataclasses.replace(config, storage=dataclasses.replace(
+                config.storage, url=storage_url))
         if not config.tokens:
             click.echo("warning: no [[tokens]] configured: every /v1 request will be refused "
                        "(401); see docs/security.md", err=True)

@@ -37,6 +37,15 @@ from .batch import FilterKeys, Related
 from .coalesce import DEFAULT_MAX_IN_FLIGHT, DEFAULT_WINDOW, FetchOutcome
 from .read_path import ReadPath, T
 from .runtime import ConfigInput
+from .status import (
+    PROBE_INTERVAL,
+    PROBE_KEY,
+    check_timeout,
+    feed_not_ready,
+    feed_started,
+    probe_failed,
+    store_not_ready,
+)
 from .threaded_reader import ThreadedStoreReader
 
 __all__ = ["AsyncEnforcementClient"]
@@ -102,6 +111,51 @@ class AsyncEnforcementClient(BaseEnforcementClient):
         self._loops_lock = threading.Lock()
         self._loops: dict[asyncio.AbstractEventLoop, _LoopState] = {}
         self._last: tuple[asyncio.AbstractEventLoop, AsyncSingleFlightFetcher] | None = None
+        # Decision hooks (client/hooks) see check() through a wrapper, only while registered.
+        self._core.hooks.changed = self._hooks_changed
+
+    def _hooks_changed(self) -> None:
+        self.check = (self._check_observed  # type: ignore[method-assign]
+                      if self._core.hooks.observing else type(self).check.__get__(self))
+
+    async def _check_observed(self, entity: str, surface: str,
+                              related: Related | None = None) -> Decision:
+        decision = await type(self).check(self, entity, surface, related)
+        self._core.hooks.observe((decision,))
+        return decision
+
+    async def wait_until_ready(self, timeout: float = 10.0) -> None:
+        """Wait until the store answers a read with this client's token and the change
+        feed has started; NotReadyError names what is not usable (client/status)."""
+        timeout = check_timeout(timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        last: Exception | None = None
+        while True:
+            try:
+                await self._probe()
+            except Exception as exc:
+                refused = probe_failed(exc, self._store_url)
+                if refused is not None:
+                    raise refused from exc
+                last = exc
+                self._core.stats.note_failure("readiness probe", exc)
+            else:
+                self._core.stats.note_success()
+                break
+            if loop.time() >= deadline:
+                raise store_not_ready(self._store_url, timeout, last) from last
+            await asyncio.sleep(min(PROBE_INTERVAL, max(0.0, deadline - loop.time())))
+        while not feed_started(self._core):
+            if loop.time() >= deadline:
+                raise feed_not_ready(self._core, timeout)
+            await asyncio.sleep(0.02)
+
+    async def _probe(self) -> None:
+        if self._borrowed is not None:
+            await self._borrowed.get_many([PROBE_KEY])
+        elif self._io is not None:
+            await asyncio.to_thread(self._io.client.get_many, [PROBE_KEY])
 
     # -- public API ------------------------------------------------------------
 
@@ -129,7 +183,11 @@ class AsyncEnforcementClient(BaseEnforcementClient):
         `entities` and `related` may be any iterables (a generator is read once);
         `related`, if given, has one entry (a mapping or None) per entity.
         """
-        return await self._decide(surface, entities, related)
+        decisions = await self._decide(surface, entities, related)
+        hooks = self._core.hooks
+        if hooks.observing:
+            hooks.observe(decisions)
+        return decisions
 
     async def filter(
         self,
@@ -140,6 +198,12 @@ class AsyncEnforcementClient(BaseEnforcementClient):
         related: Callable[[T], Related | None] | None = None,
     ) -> list[T]:
         """The items visible on the surface, in order (one store round trip at most)."""
+        hooks = self._core.hooks
+        if hooks.observing:  # the hooks see every decision: no native shortcut to the items
+            page, keys, rel = ReadPath.page(items, key, related)
+            decisions = await self._decide(surface, keys, rel)
+            hooks.observe(decisions)
+            return ReadPath.visible(page, decisions)
         gate = self._core.native_gate
         if gate is not None:
             answer = gate.filter(items, surface, key, related)

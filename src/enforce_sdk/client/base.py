@@ -20,8 +20,10 @@ from .cache import LabelCache
 from .coalesce import DEFAULT_MAX_IN_FLIGHT, DEFAULT_WINDOW, validate_coalescing
 from .follower import FeedFollower
 from .fork import track_for_fork
+from .hooks import Hooks
 from .runtime import ClientRuntime, ConfigInput
 from .stats import Stats
+from .status import ClientStatus, client_status
 
 
 class BaseEnforcementClient:
@@ -80,6 +82,15 @@ class BaseEnforcementClient:
     @property
     def follower(self) -> FeedFollower | None:
         return self._core.follower
+
+    @property
+    def hooks(self) -> Hooks:
+        """Register `on_config_change`, `on_degraded` and `on_decision` hooks (client/hooks)."""
+        return self._core.hooks
+
+    def status(self) -> ClientStatus:
+        """A snapshot of the client's state, read without I/O (client/status)."""
+        return client_status(self._core, self._store_url)
 
     @property
     def _closed(self) -> bool:

@@ -79,6 +79,7 @@ class BloomGate:
         self._timer = timer
         self.load_timeout = load_timeout
         self._lock = threading.Lock()
+        self.loaded_at: float | None = None  # timer() when the active filter was installed
         self.bloom: BloomFilter | None = None  # the active filter; None: negatives not trusted
         self._filter: ScalableBloom | None = None  # the active filter's layers (bloom: its view)
         self._staged: tuple[ScalableBloom, int] | None = None  # (filter, position it must reach)
@@ -100,6 +101,8 @@ class BloomGate:
         # `bloom` and `fresh_until` are what the native gate reads: pushed as they change
         # (whoever assigns them: this class, or a test adopting a filter from outside).
         object.__setattr__(self, name, value)
+        if name == "bloom" and value is not None:
+            object.__setattr__(self, "loaded_at", self._timer())  # for client.status()
         if name in _WATCHED:
             watcher = self.__dict__.get("watcher")
             if watcher is not None:
@@ -200,6 +203,7 @@ class BloomGate:
             download = self._load(None if force else self._etag, self.load_timeout)
         except EnforceError as exc:
             self._stats.feed_errors += 1
+            self._stats.note_failure("bloom snapshot", exc)
             log.warning("bloom snapshot load failed (negatives %s): %s",
                         "still trusted" if self.bloom is not None else "not trusted", exc)
             return None

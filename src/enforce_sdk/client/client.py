@@ -25,6 +25,15 @@ from .coalesce import DEFAULT_MAX_IN_FLIGHT, DEFAULT_WINDOW, FetchOutcome
 from .fetch import LabelReader, SingleFlightFetcher
 from .read_path import MEMO_SECONDS, ReadPath, T
 from .runtime import ConfigInput
+from .status import (
+    PROBE_INTERVAL,
+    PROBE_KEY,
+    check_timeout,
+    feed_not_ready,
+    feed_started,
+    probe_failed,
+    store_not_ready,
+)
 
 __all__ = ["MEMO_SECONDS", "EnforcementClient"]
 
@@ -77,6 +86,46 @@ class EnforcementClient(BaseEnforcementClient):
             # check() as one native call: the gate's answer, else the Python path's
             # (check() below, minus its own gate call). Same arguments, same contract.
             self.check = core.native_gate.bound(self._check_python)  # type: ignore[method-assign]
+        # Decision hooks (client/hooks) see check() through a wrapper, only while registered.
+        self._check_unobserved = self.check
+        core.hooks.changed = self._hooks_changed
+
+    def _hooks_changed(self) -> None:
+        observing = self._core.hooks.observing
+        self.check = (self._check_observed if observing  # type: ignore[method-assign]
+                      else self._check_unobserved)
+
+    def _check_observed(self, entity: str, surface: str,
+                        related: Related | None = None) -> Decision:
+        decision = self._check_unobserved(entity, surface, related)
+        self._core.hooks.observe((decision,))
+        return decision
+
+    def wait_until_ready(self, timeout: float = 10.0) -> None:
+        """Block until the store answers a read with this client's token and the change
+        feed has started; NotReadyError names what is not usable (client/status)."""
+        timeout = check_timeout(timeout)
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while True:
+            try:
+                self._store.get_many([PROBE_KEY])
+            except Exception as exc:
+                refused = probe_failed(exc, self._store_url)
+                if refused is not None:
+                    raise refused from exc
+                last = exc
+                self._core.stats.note_failure("readiness probe", exc)
+            else:
+                self._core.stats.note_success()
+                break
+            if time.monotonic() >= deadline:
+                raise store_not_ready(self._store_url, timeout, last) from last
+            time.sleep(min(PROBE_INTERVAL, max(0.0, deadline - time.monotonic())))
+        while not feed_started(self._core):
+            if time.monotonic() >= deadline:
+                raise feed_not_ready(self._core, timeout)
+            time.sleep(0.02)
 
     def _open_store(self) -> LabelStoreClient:
         settings = self._core.config.store
@@ -122,7 +171,11 @@ class EnforcementClient(BaseEnforcementClient):
         `entities` and `related` may be any iterables (a generator is read once);
         `related`, if given, has one entry (a mapping or None) per entity.
         """
-        return self._decide(surface, entities, related)
+        decisions = self._decide(surface, entities, related)
+        hooks = self._core.hooks
+        if hooks.observing:
+            hooks.observe(decisions)
+        return decisions
 
     def filter(
         self,
@@ -133,6 +186,12 @@ class EnforcementClient(BaseEnforcementClient):
         related: Callable[[T], Related | None] | None = None,
     ) -> list[T]:
         """The items visible on the surface, in order (one store round trip at most)."""
+        hooks = self._core.hooks
+        if hooks.observing:  # the hooks see every decision: no native shortcut to the items
+            page, keys, rel = ReadPath.page(items, key, related)
+            decisions = self._decide(surface, keys, rel)
+            hooks.observe(decisions)
+            return ReadPath.visible(page, decisions)
         gate = self._core.native_gate
         if gate is not None:
             answer = gate.filter(items, surface, key, related)

@@ -227,6 +227,7 @@ def round_succeeded(
     Keys evicted since the flight's mark are answered but not cached.
     """
     stats.fetch_latency.record(stats.clock_ns() - t0)
+    stats.store_reachable = True
     cache.fill(result, flight, since=flight.mark)
     return {key: tuple(result.get(key, ())) for key in flight}
 
@@ -243,6 +244,7 @@ def round_failed(stats: Stats, exc: Exception, t0: int) -> EnforceError:
     """Record a failed round trip; anything but an EnforceError becomes FetchFailedError."""
     stats.fetch_latency.record(stats.clock_ns() - t0)
     stats.fetch_errors += 1
+    stats.note_failure("store read", exc)
     if isinstance(exc, EnforceError):
         return exc
     error = FetchFailedError(f"fetch failed: {exc!r}")

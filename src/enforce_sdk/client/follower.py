@@ -175,11 +175,13 @@ class FeedFollower:
                 return
             try:
                 self.poll_once(reader)
+                self._stats.store_reachable = True
                 backoff = 0.05
             except Exception as exc:  # never let the thread die; say so and retry
                 if self._stop.is_set():
                     return
                 self._stats.feed_errors += 1
+                self._stats.note_failure("change feed", exc)
                 level = logging.WARNING if isinstance(exc, EnforceError) else logging.ERROR
                 log.log(level, "change feed poll failed (retrying in %.2fs): %s", backoff, exc)
                 self._stop.wait(backoff)

@@ -22,6 +22,7 @@ from .batch import Applied
 from .bloom_gate import BloomGate, SnapshotSource
 from .cache import LabelCache
 from .follower import FeedFollower
+from .hooks import Hooks
 from .native_gate import new_gate, push_bloom, push_fresh_until, push_surfaces
 from .read_path import ReadPath
 from .stats import Stats
@@ -52,6 +53,7 @@ class ClientRuntime(ReadPath):
         feed_wait: float,
     ) -> None:
         self.stats = Stats()
+        self.hooks = Hooks(self.stats)  # the face tells it how to start showing decisions
         self._timer = timer
         self._wall = wall_clock
         self._config_lock = threading.Lock()
@@ -166,6 +168,13 @@ class ClientRuntime(ReadPath):
                 self.bloom_gate.configure(config.bloom)
             self.stats.config_updates += 1
             log.info("applied config version %s from %s", config.version, meta.origin)
+        self.hooks.config_changed(config, meta)  # outside the lock: a hook may read the client
+
+    def wall_time(self) -> float:
+        return self._wall()
+
+    def monotonic(self) -> float:
+        return self._timer()
 
     def _push_bloom_state(self, name: str, value: Any) -> None:
         """The bloom gate swapped its filter or moved its freshness deadline."""

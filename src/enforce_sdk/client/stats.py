@@ -42,6 +42,7 @@ COUNTERS = (
     "feed_errors",  # change-feed polls that failed
     "feed_bad_pages",  # change-feed pages refused as malformed (each followed by a resync)
     "snapshot_loads",  # bloom snapshots loaded
+    "hook_errors",  # hooks that raised (client/hooks): logged, counted, the check went on
 )
 
 #: A config source's own stats() (the ZooKeeper source's) exported with the
@@ -156,7 +157,7 @@ class Stats:
     fetches = fetched_keys = fetch_errors = coalesced_waits = 0
     degraded = stale_served = fail_open = fail_closed = internal_errors = bad_links = 0
     config_updates = config_rejected = feed_changes = feed_errors = snapshot_loads = 0
-    feed_bad_pages = 0
+    feed_bad_pages = hook_errors = 0
 
     def __init__(self, clock_ns: Callable[[], int] = time.perf_counter_ns) -> None:
         self.clock_ns = clock_ns
@@ -166,6 +167,19 @@ class Stats:
         self.config_source: Callable[[], Mapping[str, Any]] | None = None
         self.degraded_by_kind: dict[DegradedKind, int] = dict.fromkeys(DegradedKind, 0)
         self.native: NativeCounts | None = None  # the native gate, whose counts add to these
+        # What client.status() reports of the store: the last exchange's outcome and the
+        # last error (where, what, wall-clock time). None until there was one.
+        self.store_reachable: bool | None = None
+        self.last_error: tuple[str, str, float] | None = None
+
+    def note_success(self) -> None:
+        """An exchange with the store (read, feed poll, snapshot) succeeded."""
+        self.store_reachable = True
+
+    def note_failure(self, where: str, exc: BaseException) -> None:
+        """An exchange with the store failed: `where` names it ("store read", ...)."""
+        self.store_reachable = False
+        self.last_error = (where, f"{type(exc).__name__}: {exc}", time.time())
 
     def merged_check_latency(self) -> LatencyHistogram:
         """`check_latency` with the native gate's sampled latencies added."""

@@ -93,7 +93,7 @@ class _VersionedSource(ConfigSource):
             self._current = (config, meta)
             if self._on_update is not None:
                 self._on_update(config, meta)
-            log.info("config version %d applied from %s", config.version, origin)
+            log.debug("config version %d applied from %s", config.version, origin)
             return True
 
 

@@ -366,7 +366,7 @@ class ZooKeeperConfigSource(ConfigSource):
         self._modified_at = modified_at
         self._origin = origin
         self._counts["updates"] += 1
-        log.info("config: applied version %d from %s", config.version, origin)
+        log.debug("config: applied version %d from %s", config.version, origin)
         return True
 
     def _set_applied(self, config: EnforcementConfig, origin: str,

@@ -191,9 +191,11 @@ def stop(ctx: DemoContext) -> None:
     """Stop the store gracefully (SIGTERM): in-flight requests finish, storage closes."""
     if ctx.store is not None:
         code = ctx.store.stop()
-        ctx.out(f"  store exited with {code}")
         # uvicorn re-raises SIGTERM after its graceful shutdown, so -15 is a clean stop too.
-        if code not in (0, -signal.SIGTERM):
+        if code in (0, -signal.SIGTERM):
+            ctx.out("  store stopped cleanly (in-flight requests finished, storage closed)")
+        else:
+            ctx.out(f"  store exited with {code}")
             ctx.failures.append(f"the store exited with {code}")
         ctx.store = None
 

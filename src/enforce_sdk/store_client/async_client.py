@@ -27,11 +27,9 @@ from .client import (
     _translate_errors,
     connection_settings,
     decode_response,
-    parse_query,
-    query_request,
-    refuses_compact,
 )
 from .deadline import RequestTimeout
+from .query import parse_query, query_request, refuses_compact
 
 QUERY_PATH = "/v1/labels/query"
 

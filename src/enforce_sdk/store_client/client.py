@@ -45,13 +45,12 @@ from .._errors import (
     WriteOutcomeUnknownError,
 )
 from ..model import wire as _wire
-from ..model.compact import labels_from_compact
 from ..model.label import Label, Source, parse_time
 from ..model.records import Action, AuditEvent, ChangeRecord, LabelStatus, Outcome, StoredLabel
 from ..native.bloom import BloomFilter
 from .deadline import DeadlineTransport, RequestTimeout, deadline
 from .feed_sockets import FeedSockets
-from .typed_labels import labels_by_entity
+from .query import LabelsQuery, parse_query, query_request, refuses_compact
 
 DEFAULT_MAX_BATCH_KEYS = 1000
 DEFAULT_MAX_BATCH_LABELS = 1000
@@ -82,14 +81,6 @@ class EntityLabels:
     entity: str
     labels: list[Label]
     pending: list[Label]
-
-
-@dataclass(frozen=True, slots=True)
-class LabelsQuery:
-    """Active labels of the queried keys (canonical and as-sent keys), and the store head."""
-
-    labels: dict[str, list[Label]]
-    head: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,38 +169,6 @@ def _parsing(what: str) -> Iterator[None]:
 
 def _time(value: object) -> datetime:
     return value if isinstance(value, datetime) else parse_time(value, "at")
-
-
-def query_request(keys: list[str], compact: bool) -> dict[str, Any]:
-    """The body of a /v1/labels/query; `compact`: ask for stored bodies (msgpack only)."""
-    return {"keys": keys, "form": "compact"} if compact else {"keys": keys}
-
-
-def refuses_compact(exc: StoreResponseError) -> bool:
-    """A store older than the compact form refuses the `form` field: ask in full form."""
-    return (exc.status == 400 and isinstance(exc.detail, Mapping)
-            and exc.detail.get("field") == "form")
-
-
-def parse_query(body: Mapping[str, Any]) -> LabelsQuery:
-    """Parse a /v1/labels/query answer; as-sent keys (aliases) map to the same lists.
-
-    Labels are decoded by type, in either form: the compact one from the stored
-    bodies (model/compact), the full one from label objects
-    (store_client/typed_labels). The store validated them when they were written.
-    """
-    form = body.get("form", "labels")
-    if form == "compact":
-        labels = labels_from_compact(body["labels"])
-    elif form == "labels":
-        labels = labels_by_entity(body["labels"])
-    else:
-        raise ValueError(f"unknown answer form {form!r:.40}")
-    for sent, canonical in (body.get("aliases") or {}).items():
-        found = labels.get(canonical)
-        if found is not None:
-            labels[sent] = found
-    return LabelsQuery(labels, int(body["head"]))
 
 
 def parse_changes(body: Mapping[str, Any]) -> ChangesPage:

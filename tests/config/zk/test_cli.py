@@ -69,6 +69,28 @@ def test_validate(invoke: Invoke, tmp_path: Path) -> None:
     assert broken.exit_code == 1 and "malformed JSON" in broken.output
 
 
+def test_validate_push_and_diff_read_toml_by_its_suffix(invoke: Invoke, tmp_path: Path,
+                                                        zk_hosts: str) -> None:
+    toml = tmp_path / "new.toml"
+    toml.write_text('version = 4\n[surfaces.home_feed]\nhide_from = "limit"\n'
+                    '[surfaces.search]\nfail_mode = "closed"\n')
+    ok = invoke("validate", str(toml))
+    assert ok.exit_code == 0, ok.output
+    assert "version 4" in ok.output and "home_feed, search" in ok.output
+    pushed = invoke("push", str(toml), "-m", "from TOML")
+    assert pushed.exit_code == 0 and "pushed version 4" in pushed.output, pushed.output
+    got = invoke("get", auth=None)
+    assert json.loads(got.output) == {"version": 4, "surfaces": {
+        "home_feed": {"hide_from": "limit"}, "search": {"fail_mode": "closed"}}}
+    same = invoke("diff", str(toml))
+    assert same.exit_code == 0 and "no differences" in same.output, same.output
+    broken = tmp_path / "broken.toml"
+    broken.write_text('version = 1\n[surfaces.home_feed\n')
+    refused = invoke("validate", str(broken))
+    assert refused.exit_code == 1 and "malformed TOML" in refused.output
+    assert "line 2" in refused.output
+
+
 def test_push_get_history(invoke: Invoke, tmp_path: Path, zk_hosts: str) -> None:
     first = invoke("push", write(tmp_path, "v.json", document(1)), "-m", "initial")
     assert first.exit_code == 0, first.output
