@@ -24,6 +24,7 @@ import hmac
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -66,8 +67,10 @@ class Person:
 class ConsoleAuth:
     """Login, sessions and CSRF for one console config."""
 
-    def __init__(self, settings: ConsoleSection) -> None:
+    def __init__(self, settings: ConsoleSection, *,
+                 clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
+        self._clock = clock  # epoch seconds: session and pre-session expiry
         self._secret = hashlib.sha256(b"enforce-console\x00" + settings.session_secret).digest()
 
     # -- passwords ---------------------------------------------------------------------
@@ -111,7 +114,7 @@ class ConsoleAuth:
         if not isinstance(data, dict):
             return None
         expiry = data.get("x")
-        if not isinstance(expiry, int | float) or expiry < time.time():
+        if not isinstance(expiry, int | float) or expiry < self._clock():
             return None
         return data
 
@@ -120,12 +123,12 @@ class ConsoleAuth:
     def new_session(self, user: ConsoleUser) -> str:
         """The session cookie value for a fresh login (a new nonce: a new CSRF token)."""
         return self._seal({"u": user.name, "n": secrets.token_urlsafe(16),
-                           "x": int(time.time() + self.settings.session_seconds)})
+                           "x": int(self._clock() + self.settings.session_seconds)})
 
     def new_pre_session(self) -> tuple[str, str]:
         """(cookie value, nonce) of the login form's pre-session."""
         nonce = secrets.token_urlsafe(16)
-        return self._seal({"n": nonce, "x": int(time.time() + _PRE_SESSION_SECONDS)}), nonce
+        return self._seal({"n": nonce, "x": int(self._clock() + _PRE_SESSION_SECONDS)}), nonce
 
     def pre_session_nonce(self, value: str | None) -> str | None:
         data = self._open(value)
