@@ -36,19 +36,23 @@ from ._common import EXIT_USAGE, CliError, translate_errors
               help="The SDK config document the SDKs read (a .toml/.json file, re-read when it "
               "changes, or ZooKeeper, watched): the store explains decisions with its surfaces "
               "(env ENFORCE_STORE_SDK_CONFIG).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, envvar="ENFORCE_STORE_LOG_FORMAT",
+              help="json: one object per line with the request id (env ENFORCE_STORE_LOG_FORMAT).")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               default="info", show_default=True)
 @click.option("--access-log/--no-access-log", default=True, show_default=True,
               help="Log every request.")
 def serve(config_path: Path | None, host: str, port: int, db: Path | None,
-          storage_url: str | None, workers: int, sdk_config: str | None, log_level: str,
-          access_log: bool) -> None:
+          storage_url: str | None, workers: int, sdk_config: str | None, log_format: str,
+          log_level: str, access_log: bool) -> None:
     """Run the Label Store until Ctrl-C / SIGTERM (graceful: in-flight requests finish).
 
     With --workers N, N processes share the port: a master restarts a worker that
     dies, stops them all on Ctrl-C / SIGTERM, and exits non-zero if they keep dying.
     """
     from ..store.config import StoreConfig
+    from ..store.server import set_log_format
     from ..store.storage.backends import check_storage_url
     from ..store.workers import run_workers
 
@@ -66,6 +70,7 @@ def serve(config_path: Path | None, host: str, port: int, db: Path | None,
         if not config.tokens:
             click.echo("warning: no [[tokens]] configured: every /v1 request will be refused "
                        "(401); see docs/security.md", err=True)
+        set_log_format(log_format)
         policy_feed = None
         if sdk_config is not None:
             from ._policy_feed import sdk_config_feed

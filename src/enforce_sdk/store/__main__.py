@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .._errors import ConfigError, InvalidInputError, StorageError
 from .config import StoreConfig
+from .server import set_log_format
 from .storage.backends import check_storage_url
 from .workers import MAX_WORKERS, run_workers
 
@@ -27,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1,
                         help=f"store processes behind the port, 1..{MAX_WORKERS} (default 1)")
     parser.add_argument("--no-access-log", action="store_true", help="do not log every request")
+    parser.add_argument("--log-format", default="text", choices=["text", "json"],
+                        help="json: one object per line, with the request id")
     parser.add_argument("--log-level", default="info",
                         choices=["critical", "error", "warning", "info", "debug"])
     args = parser.parse_args(argv)
@@ -34,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--workers must be in 1..{MAX_WORKERS}")
     if args.db is not None and args.storage is not None:
         parser.error("give --db or --storage, not both")
+    set_log_format(args.log_format)
     try:
         config = StoreConfig.load(args.config)
         url = args.storage if args.db is None else f"sqlite:///{Path(args.db).resolve()}"

@@ -25,11 +25,12 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -44,6 +45,7 @@ from .head_watcher import HeadWatcher
 from .human_routes import human_routes
 from .idempotency import REPLAYED_HEADER, InFlightKeys, write_key
 from .live_policy import LivePolicy, PolicyFeed
+from .observe import ObserveMiddleware, TimedStorage, new_metrics, store_gauges
 from .query import answer_query, wanted_keys
 from .requests import (
     Caller,
@@ -85,6 +87,10 @@ class LabelStoreService:
     def __init__(self, config: StoreConfig, storage: LabelStorage, *, clock: Clock = _utc_now,
                  slot: WorkerSlot | None = None, policy_feed: PolicyFeed | None = None):
         self.config = config
+        # Metrics of this process (store/observe); storage calls timed by operation.
+        self.metrics = new_metrics(lambda: store_gauges(self), None if slot is None else slot.index)
+        if self.metrics is not None:
+            storage = cast(LabelStorage, TimedStorage(storage, self.metrics))
         self.storage = storage
         self.clock = clock
         self.checker = LabelChecker.from_config(config)
@@ -143,6 +149,8 @@ class LabelStoreService:
         log.info("write batch actor=%s ops=%d %s head=%d%s", actor, len(ops),
                  " ".join(f"{k}={v}" for k, v in sorted(counts.items())), applied.seq,
                  " (replayed: applied before)" if applied.replayed else "")
+        if self.metrics is not None and not applied.replayed:
+            self.metrics.count_outcomes([o.value for o in applied.outcomes])
         return applied
 
     @staticmethod
@@ -153,6 +161,14 @@ class LabelStoreService:
         return response
 
     # -- endpoints -------------------------------------------------------------------------
+
+    async def metrics_page(self, request: Request) -> Response:
+        authenticate(self._tokens, request, Role.READER)
+        if self.metrics is None:
+            raise Problem(404, "not_found", "metrics need prometheus_client "
+                          "(pip install 'enforce-sdk[server]')")
+        body, media = await run_in_threadpool(self.metrics.render)
+        return Response(body, media_type=media)
 
     async def healthz(self, request: Request) -> Response:
         if self.slot is None:
@@ -207,6 +223,8 @@ class LabelStoreService:
         try:
             ops = self.checker.check(raw_labels)
         except LabelRejectedError as exc:
+            if self.metrics is not None:
+                self.metrics.outcomes.labels("refused").inc(len(raw_labels))
             status, code = (413, "too_large") if exc.too_large else (422, "invalid_label")
             raise Problem(status, code, str(exc), field=exc.field, index=exc.index) from exc
         for i, op in enumerate(ops):  # before anything is written: a refused batch stores nothing
@@ -462,6 +480,7 @@ class LabelStoreService:
         return [
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/readyz", self.readyz, methods=["GET"]),
+            Route("/metrics", self.metrics_page, methods=["GET"]),
             Route("/v1/labels", self.put_labels, methods=["POST"]),
             Route("/v1/labels/query", self.query, methods=["POST"]),
             Route("/v1/labels/retract", self.retract, methods=["POST"]),
@@ -517,6 +536,8 @@ def create_app(config: StoreConfig, storage: LabelStorage, *, clock: Clock = _ut
             StorageError: storage_error_response,
             Exception: internal_error_response,
         },
+        # outermost: a request id and the metrics for every answer, errors included
+        middleware=[Middleware(ObserveMiddleware, metrics=lambda: service.metrics)],
     )
     app.state.service = service
     return app

@@ -24,12 +24,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 
 from .._errors import EnforceError, StorageError
 from .app import LabelStoreService, create_app
 from .config import StoreConfig
 from .http_guard import protocol_class, scrub_access_log
 from .live_policy import PolicyFeed
+from .observe import JsonLogFormatter, RequestIdFilter
 from .storage.backends import open_storage
 from .storage.base import LabelStorage
 from .worker_slot import WorkerSlot
@@ -97,11 +99,32 @@ def _print_listening(url: str) -> None:
     print(LISTENING_PREFIX + url, flush=True)
 
 
+LOG_FORMATS = ("text", "json")
+_log_format = "text"
+
+
+def set_log_format(fmt: str) -> None:
+    """`text` (the default) or `json` (store/observe.JsonLogFormatter: one object per line,
+    with the request id); set before `run`/`run_workers` (forked workers inherit it)."""
+    global _log_format
+    if fmt not in LOG_FORMATS:
+        raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {fmt!r}")
+    _log_format = fmt
+
+
 def configure_logging(log_level: str) -> None:
-    """Log to stderr at `log_level`, unless the embedding program configured logging."""
-    if not logging.getLogger().handlers and not log.handlers:
-        logging.basicConfig(level=log_level.upper(),
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Log to stderr at `log_level`, unless the embedding program configured logging.
+    Every record carries the request id of the request it was logged in, if any."""
+    root = logging.getLogger()
+    if not root.handlers and not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonLogFormatter() if _log_format == "json" else logging.Formatter(
+            "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(log_level.upper())
+    for each in root.handlers:
+        if not any(isinstance(f, RequestIdFilter) for f in each.filters):
+            each.addFilter(RequestIdFilter())
 
 
 def _build(
@@ -132,6 +155,8 @@ def _build(
         http=protocol_class(config.http),
         h11_max_incomplete_event_size=config.http.max_header_bytes,
         timeout_keep_alive=config.http.keep_alive_seconds,
+        # JSON logs: uvicorn's loggers (access log included) go to the root's JSON handler
+        log_config=None if _log_format == "json" else LOGGING_CONFIG,
     )
     scrub_access_log()  # after uvicorn.Config, which (re)configures its loggers
     return _StoreServer(uv_config, app.state.service, announce)
