@@ -34,7 +34,7 @@ from .requests import (
     source_key_param,
 )
 from .storage.base import LabelStorage
-from .storage.console_records import MAX_STATEMENT, Appeal, AppealEvent, NoConsoleRecordsError
+from .storage.console_records import MAX_STATEMENT, Appeal, AppealEvent
 
 
 class AppealsHost(Protocol):
@@ -94,9 +94,7 @@ class AppealsApi:
 
     def _records(self) -> None:
         if not self.storage.keeps_console_records:
-            raise Problem(501, "not_supported", str(NoConsoleRecordsError(
-                f"the {type(self.storage).__name__} backend does not keep appeals yet; use "
-                "the SQLite backend")))
+            raise Problem(501, "not_supported", str(self.storage.no_console_records()))
 
     async def open(self, request: Request) -> Response:
         appellant = self._appellant(request)

@@ -28,7 +28,6 @@ from ..storage.console_records import (
     MAX_STATEMENT,
     Appeal,
     AppealConflictError,
-    NoConsoleRecordsError,
 )
 from . import queue as q
 from .answers import SECURITY_HEADERS, Denied
@@ -57,9 +56,7 @@ class AppealPages:
 
     def _need_records(self) -> None:
         if not self.storage.keeps_console_records:
-            raise q.ReviewProblem(501, str(NoConsoleRecordsError(
-                f"the {type(self.storage).__name__} backend does not keep appeals yet; "
-                "use the SQLite backend")))
+            raise q.ReviewProblem(501, str(self.storage.no_console_records()))
 
     async def index(self, request: Request) -> Response:
         person = self.c.require(request, ConsoleRole.VIEWER)

@@ -139,8 +139,7 @@ def record(storage: LabelStorage, held: StoredLabel, action: str, actor: str, no
            now: datetime) -> None:
     """Keep the review record; a second identical action raises a conflict."""
     if not storage.keeps_console_records:
-        raise ReviewProblem(501, f"the {type(storage).__name__} backend does not keep review "
-                            "notes yet; review actions need the SQLite backend")
+        raise ReviewProblem(501, str(storage.no_console_records()))
     try:
         storage.add_review(ReviewRecord(held.label.entity, held.label.source.key, held.seq,
                                         action, actor, note, now))

@@ -266,13 +266,13 @@ class LabelStorage(ConsoleRecords, abc.ABC):
         check_str(actor, "actor")
         check_aware(now, "now")
         if not self.keeps_console_records:
-            raise self._unsupported()
+            raise self.no_console_records()
         return self._decide_appeal(appeal_id, "upheld" if upheld else "denied", note, checked,
                                    actor=actor, now=now)
 
     def _decide_appeal(self, appeal_id: int, state: str, note: str, ops: list[WriteOp], *,
                        actor: str, now: datetime) -> tuple[Appeal, int]:
-        raise self._unsupported()
+        raise self.no_console_records()
 
     def scan_labels(self, *, after: tuple[str, str] | None = None,
                     limit: int = 1000) -> list[StoredLabel]:
@@ -285,7 +285,7 @@ class LabelStorage(ConsoleRecords, abc.ABC):
         return self._scan_labels(after, limit)
 
     def _scan_labels(self, after: tuple[str, str] | None, limit: int) -> list[StoredLabel]:
-        raise self._unsupported()
+        raise self.no_console_records()
 
     # -- what a backend implements (arguments already checked) ------------------------
 

@@ -128,7 +128,8 @@ class ConsoleRecords:
 
     keeps_console_records = False
 
-    def _unsupported(self) -> NoConsoleRecordsError:
+    def no_console_records(self) -> NoConsoleRecordsError:
+        """The error this backend raises for what it does not keep (naming itself)."""
         return NoConsoleRecordsError(
             f"the {type(self).__name__} backend does not keep the console's review notes and "
             "appeals yet: use the SQLite backend for them")
@@ -210,7 +211,7 @@ class ConsoleRecords:
     # -- what a backend that keeps them implements -------------------------------------
 
     def _save_job(self, job: MassJob) -> None:
-        raise self._unsupported()
+        raise self.no_console_records()
 
     def _job(self, job_id: str) -> MassJob | None:
         return None
@@ -219,14 +220,14 @@ class ConsoleRecords:
         return []
 
     def _add_review(self, record: ReviewRecord) -> None:
-        raise self._unsupported()
+        raise self.no_console_records()
 
     def _reviews(self, entity: str, *, limit: int) -> list[ReviewRecord]:
         return []
 
     def _open_appeal(self, entity: str, contested: tuple[str, ...], appellant: str,
                      statement: str, ref: str | None, now: datetime) -> Appeal:
-        raise self._unsupported()
+        raise self.no_console_records()
 
     def _appeal(self, appeal_id: int) -> Appeal | None:
         return None
