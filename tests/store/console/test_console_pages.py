@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import httpx
 
+from enforce_sdk.config.document import EnforcementConfig
+from enforce_sdk.store.live_policy import PolicyView
 from enforce_sdk.store.server import ThreadedStoreServer
 from tests.store.console.conftest import PASSWORDS, label, put_labels, sign_in
 
@@ -139,3 +141,19 @@ def test_logout_needs_csrf_and_ends_the_session(console_store: ThreadedStoreServ
     done = session.post("/console/logout", {}, from_page="/console/lookup")
     assert done.status_code == 303
     assert session.client.get("/console/lookup").status_code == 303
+
+
+def test_entity_page_shows_each_reasons_tier_and_description(
+        console_store: ThreadedStoreServer) -> None:
+    document = {"version": 9, "surfaces": {"home_feed": {}},
+                "reasons": {"spam": {"tier": "medium", "description": "unwanted bulk <content>",
+                                     "owner": "spam-team"}}}
+    config = EnforcementConfig.from_dict(document)
+    put_labels(console_store, label("pin:31", reason="spam"),
+               label("pin:31", "review_tool/human/rev-1", "limit", "scam"))
+    console_store.service.live_policy.set(PolicyView(
+        version=9, origin="test", surfaces=config.surfaces, resolvers=config.resolvers,
+        document=document, reasons=config.reasons))
+    text = sign_in(console_store, "vera").client.get("/console/entity/pin:31").text
+    assert "medium: unwanted bulk &lt;content&gt; (spam-team)" in text
+    assert text.count("not in the reason registry") == 1  # scam is not registered
