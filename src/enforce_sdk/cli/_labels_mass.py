@@ -18,6 +18,7 @@ import httpx
 
 from ._common import EXIT_REJECTED, EXIT_USAGE, CliError, store_options
 from ._labels import labels
+from ._retract_file import retract_file
 
 QUERY_KEYS = ("system", "type", "name", "reason", "enforcement", "status", "created_after",
               "created_before")
@@ -108,6 +109,7 @@ def _show_selection(sel: dict[str, Any]) -> None:
 
 
 @labels.command("retract")
+@click.argument("file", required=False, metavar="[FILE]")
 @click.option("--where", "where", multiple=True, metavar="FIELD=VALUE",
               help=f"Match labels by {', '.join(QUERY_KEYS)} (repeatable; all must hold).")
 @click.option("--reason", "why", default=None, help="Why (required; kept with the job).")
@@ -117,14 +119,21 @@ def _show_selection(sel: dict[str, Any]) -> None:
               help="Finish an interrupted job from its cursor.")
 @click.option("--json", "as_json", is_flag=True, help="Print the store's answer as JSON.")
 @store_options
-def retract_where(where: tuple[str, ...], why: str | None, dry_run: bool, yes: bool,
-                  job_id: str | None, as_json: bool, url: str, token: str | None,
+def retract_where(file: str | None, where: tuple[str, ...], why: str | None, dry_run: bool,
+                  yes: bool, job_id: str | None, as_json: bool, url: str, token: str | None,
                   timeout: float) -> None:
-    """Retract every label matching --where, as one audited job (admin token).
+    """Retract every label matching --where, as one audited job (admin token); or the
+    (entity, source) pairs FILE lists (JSONL/msgpack, `-` for stdin; writer token).
 
     A dry run (count, counts by source and reason, a sample) comes first; without
-    --yes you confirm it. Exit 1 if the store refuses the query, 2 on other errors.
+    --yes you confirm it. Exit 1 if the store refuses the query (or a FILE record is
+    bad: nothing is retracted), 2 on other errors.
     """
+    if file is not None:
+        if where or job_id or why:
+            raise click.UsageError("give FILE or --where/--resume, not both")
+        retract_file(file, dry_run, as_json, url, token, timeout)
+        return
     if job_id is not None:
         if where or why:
             raise click.UsageError("--resume takes the job's own query and reason")
