@@ -38,6 +38,10 @@ def test_demo_runs_every_step_and_stops_the_store(tmp_path: Path) -> None:
     assert "line 2: source.type: must be 'human' or 'automated'" in text
     assert "pending labels left on" in text and text.count("1 labels pending review") == 1
     assert re.search(r"dismiss=1 +pend=1 +put=\d+", text)
+    # the console step signs the demo reviewer in and reads per-surface decisions
+    assert "signed in as demo-reviewer" in text
+    assert re.search(r"on home_feed: \w+ \((visible|hidden)\)", text)
+    assert "review queue: 1 held label(s)" in text
     pid = int(re.search(r"pid (\d+)", text).group(1))  # type: ignore[union-attr]
     assert not _pid_alive(pid)
     assert (tmp_path / "demo" / "labels.db").exists()  # --dir keeps the files

@@ -94,3 +94,42 @@ def test_json_on_labels_rm_and_bloom_build(store_server: StoreServerProcess,
     assert built.exit_code == 0, built.output
     info = json.loads(built.output)
     assert info["keys_read"] == 2 and info["path"] == str(tmp_path / "b.bloom")
+
+
+def test_labels_retract_file_retracts_the_listed_pairs(store_server: StoreServerProcess,
+                                                       tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    other = Source("spam_model", SourceType.AUTOMATED, "v3")
+    with LabelStoreClient(store_server.url, token=store_server.tokens["writer"]) as writer:
+        writer.put([Label("pin:1", REVIEW, Enforcement.BLOCK, "spam", now),
+                    Label("pin:2", REVIEW, Enforcement.BLOCK, "spam", now),
+                    Label("pin:2", other, Enforcement.LIMIT, "spam", now)])
+        head = writer.changes(0, limit=1).head
+    listing = tmp_path / "retract.jsonl"
+    listing.write_text("\n".join([
+        json.dumps(Label("PIN:1", REVIEW, Enforcement.BLOCK, "spam", now).to_dict()),
+        json.dumps({"entity": "pin:2", "source": REVIEW.key}),
+        json.dumps({"entity": "pin:3", "source": REVIEW.key}),  # nothing there
+    ]) + "\n")
+    dry = run("labels", "retract", str(listing), "--dry-run", "--json", server=store_server,
+              role="writer")
+    assert dry.exit_code == 0 and json.loads(dry.stdout) == {"pairs": 3, "dry_run": True}
+    done = run("labels", "retract", str(listing), "--json", server=store_server, role="writer")
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout) == {"pairs": 3, "deleted": 2, "not_found": 1}
+    with LabelStoreClient(store_server.url, token=store_server.tokens["reader"]) as reader:
+        assert [lab.source for lab in reader.get_many(["pin:1", "pin:2"])["pin:2"]] == [other]
+        assert "pin:1" not in reader.get_many(["pin:1"])
+        after = reader.changes(0, limit=1).head
+    assert after == head + 2
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"entity": "pin:2", "source": other.key}) + "\n"
+                   + json.dumps({"entity": "not a key", "source": other.key}) + "\n"
+                   + json.dumps({"entity": "pin:2"}) + "\n")
+    refused = run("labels", "retract", str(bad), server=store_server, role="writer")
+    assert refused.exit_code == 1
+    assert "record 2" in refused.output and "record 3: missing source" in refused.output
+    with LabelStoreClient(store_server.url, token=store_server.tokens["reader"]) as reader:
+        assert reader.changes(0, limit=1).head == after  # nothing retracted
+    both = run("labels", "retract", str(bad), "--where", "reason=spam", server=store_server)
+    assert both.exit_code == 2

@@ -67,6 +67,16 @@ def test_the_wheel_is_tagged_abi3(dist: Path) -> None:
     assert native and all(n.endswith(".abi3.so") for n in native), native
 
 
+def test_the_wheel_built_from_the_sdist_ships_the_console_templates(dist: Path) -> None:
+    """The reviewer console renders package data: a wheel without it serves no pages."""
+    (wheel,) = dist.glob("enforce_sdk-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+    console = "enforce_sdk/store/console/"
+    assert {console + "templates/base.html", console + "templates/entity.html",
+            console + "templates/queue.html", console + "static/console.css"} <= names
+
+
 def test_the_plain_install_passes_the_smoke_check(plain_venv: Path) -> None:
     out = _run(plain_venv, ROOT / "packaging" / "smoke.py", cwd=plain_venv.parent)
     assert "smoke check passed" in out

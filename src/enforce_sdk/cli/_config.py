@@ -174,9 +174,10 @@ def config() -> None:
               help=f"Bearer token for --store-url (env {TOKEN_ENV}).")
 @click.option("--sample-size", type=click.IntRange(min=1), default=DEFAULT_SAMPLE_SIZE,
               show_default=True, help="Entities sampled from the store.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @with_errors
 def validate_cmd(file: Path, samples: tuple[Path, ...], store_url: str | None,
-                 token: str | None, sample_size: int) -> None:
+                 token: str | None, sample_size: int, as_json: bool) -> None:
     """Validate FILE in full, as every SDK host would, without touching ZooKeeper.
 
     With a label sample (--sample, --store-url) and a reason registry in FILE,
@@ -185,19 +186,33 @@ def validate_cmd(file: Path, samples: tuple[Path, ...], store_url: str | None,
     """
     _, cfg = _validate_file(file)
     size = len(encode_document(read_document_file(file)))
-    click.echo(f"OK: {file} is a valid config (version {cfg.version}, "
-               f"surfaces: {', '.join(sorted(cfg.surfaces)) or 'none'}, {size} bytes)")
+    answer: dict[str, Any] = {"file": str(file), "valid": True, "version": cfg.version,
+                              "surfaces": sorted(cfg.surfaces), "bytes": size}
+    if not as_json:
+        click.echo(f"OK: {file} is a valid config (version {cfg.version}, "
+                   f"surfaces: {', '.join(sorted(cfg.surfaces)) or 'none'}, {size} bytes)")
     if (samples or store_url) and cfg.reasons is not None:
         sample = _sample(samples, store_url, token, sample_size)
         unknown = Counter(label.reason for labels in sample.values() for label in labels
                           if label.reason not in cfg.reasons)
-        if unknown:
+        answer["unregistered_reasons"] = dict(sorted(unknown.items()))
+        if unknown and not as_json:
             listed = ", ".join(f"{r} ({n})" for r, n in sorted(unknown.items()))
             click.echo(f"warning: {sum(unknown.values())} of the sampled labels carry reasons "
                        f"not in the registry: {listed}; they keep serving, new ones are refused",
                        err=True)
-        else:
+        elif not as_json:
             click.echo(f"every reason of the {len(sample)} sampled entities is registered")
+    if as_json:
+        click.echo(json.dumps(answer))
+
+
+@config.command("schema")
+def schema_cmd() -> None:
+    """Print the JSON Schema of the config document (for editors; docs/config.schema.json)."""
+    from ..config.schema import config_schema
+
+    click.echo(json.dumps(config_schema(), indent=2))
 
 
 @config.command("push")
@@ -210,12 +225,13 @@ def validate_cmd(file: Path, samples: tuple[Path, ...], store_url: str | None,
                    + READERS_ENV + ").")
 @click.option("--dry-run", "dry_run_only", is_flag=True,
               help="Validate and dry-run against the current version, then stop: push nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @zk_options
 @with_errors
 def push_cmd(file: Path, force: bool, max_shift: float, samples: tuple[Path, ...],
              store_url: str | None, token: str | None, sample_size: int, comment: str,
-             readers: tuple[str, ...], dry_run_only: bool, hosts: str, root: str, auth: str | None,
-             zk_timeout: float) -> None:
+             readers: tuple[str, ...], dry_run_only: bool, as_json: bool, hosts: str, root: str,
+             auth: str | None, zk_timeout: float) -> None:
     """Validate FILE, dry-run it, and write it as the next version (compare-and-set).
 
     The version pushed is one more than the current one (or FILE's own version if
@@ -227,22 +243,31 @@ def push_cmd(file: Path, force: bool, max_shift: float, samples: tuple[Path, ...
         current = store.current(strict=False)
         _guardrail(_baseline(store, current), document, samples, store_url, token,
                    sample_size, max_shift, force)
+        previous = None if current is None else current.version
         if dry_run_only:
-            click.echo("dry run: nothing pushed")
+            _say(as_json, "dry run: nothing pushed",
+                 {"pushed": None, "previous": previous, "dry_run": True})
             return
         pushed = store.push(document, expected=current, comment=comment)
         was = f"was {current.version}" if current is not None else "first version"
-        click.echo(f"pushed version {pushed.version} to {store.layout.config} ({was})")
+        _say(as_json, f"pushed version {pushed.version} to {store.layout.config} ({was})",
+             {"pushed": pushed.version, "previous": previous, "node": store.layout.config})
+
+
+def _say(as_json: bool, text: str, answer: Mapping[str, Any]) -> None:
+    click.echo(json.dumps(answer) if as_json else text)
 
 
 @config.command("rollback")
 @click.argument("version", type=click.IntRange(min=0))
 @guardrail_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @zk_options
 @with_errors
 def rollback_cmd(version: int, force: bool, max_shift: float, samples: tuple[Path, ...],
                  store_url: str | None, token: str | None, sample_size: int, comment: str,
-                 hosts: str, root: str, auth: str | None, zk_timeout: float) -> None:
+                 as_json: bool, hosts: str, root: str, auth: str | None,
+                 zk_timeout: float) -> None:
     """Re-push VERSION's document from the history as a new, higher version.
 
     The guardrail runs when a sample is given (--sample / --store-url); without one
@@ -258,8 +283,10 @@ def rollback_cmd(version: int, force: bool, max_shift: float, samples: tuple[Pat
                             rollback_of=version,
                             comment=comment or f"rollback to version {version}")
         was = current.version if current is not None else "none"
-        click.echo(f"rolled back to version {version}'s document as version {pushed.version} "
-                   f"(was {was})")
+        _say(as_json, f"rolled back to version {version}'s document as version "
+             f"{pushed.version} (was {was})",
+             {"pushed": pushed.version, "rollback_of": version,
+              "previous": None if current is None else current.version})
 
 
 @config.command("get")
@@ -313,9 +340,10 @@ def history_cmd(limit: int, as_json: bool, hosts: str, root: str, auth: str | No
 
 @config.command("diff")
 @click.argument("targets", nargs=-1, required=True, metavar="FILE | V1 V2")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @zk_options
 @with_errors
-def diff_cmd(targets: tuple[str, ...], hosts: str, root: str, auth: str | None,
+def diff_cmd(targets: tuple[str, ...], as_json: bool, hosts: str, root: str, auth: str | None,
              zk_timeout: float) -> None:
     """Unified diff of FILE against the current config, or of two history versions."""
     with _store(hosts, root, auth, zk_timeout) as store:
@@ -335,6 +363,10 @@ def diff_cmd(targets: tuple[str, ...], hosts: str, root: str, auth: str | None,
         _pretty(old_doc).splitlines(keepends=True), _pretty(new_doc).splitlines(keepends=True),
         fromfile=old_name, tofile=new_name,
     ))
+    if as_json:
+        click.echo(json.dumps({"from": old_name, "to": new_name, "changed": bool(lines),
+                               "diff": "".join(lines)}))
+        return
     click.echo("".join(lines) if lines else "no differences", nl=not lines)
 
 

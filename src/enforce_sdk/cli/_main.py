@@ -31,12 +31,15 @@ main.add_command(demo)
 from ._bloom import bloom  # noqa: E402  `enforce-sdk bloom ...`
 from ._check import check  # noqa: E402  `enforce-sdk check ...`
 from ._config import config  # noqa: E402  `enforce-sdk config ...`
+from ._console import console  # noqa: E402  `enforce-sdk console ...`
 from ._image import image  # noqa: E402  `enforce-sdk image hash ...`
+from ._labels_mass import export_labels  # noqa: E402, F401  `labels export`, `labels retract`
 from ._ops import changes, tokens  # noqa: E402  `enforce-sdk tokens new`, `changes tail`
 
 main.add_command(bloom)
 main.add_command(check)
 main.add_command(config)
+main.add_command(console)
 main.add_command(image)
 main.add_command(tokens)
 main.add_command(changes)

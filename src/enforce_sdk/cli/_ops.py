@@ -21,7 +21,7 @@ import click
 from .._errors import ConfigError
 from ._common import EXIT_USAGE, CliError, store_options, translate_errors
 
-_ROLES = ("reader", "writer", "admin")
+_ROLES = ("appellant", "reader", "writer", "admin")
 
 
 @click.group()

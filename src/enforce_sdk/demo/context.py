@@ -27,6 +27,7 @@ class DemoContext:
     now: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
     writer_token: str = field(default_factory=lambda: "w-" + secrets.token_urlsafe(24))
     reader_token: str = field(default_factory=lambda: "r-" + secrets.token_urlsafe(24))
+    console_password: str = field(default_factory=lambda: secrets.token_urlsafe(9))
     labels: list[Label] = field(default_factory=list)
     trusted: str = ""
     inputs: dict[str, Path] = field(default_factory=dict)

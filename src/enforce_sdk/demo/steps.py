@@ -27,6 +27,7 @@ import msgpack
 from .._errors import EnforceError
 from ..model.label import Enforcement, Label, Source, SourceType
 from . import sdk_steps as _sdk
+from .console_step import console_config, console_tour, write_sdk_config
 from .context import DemoContext, Out, Step
 from .sample import BOT_DETECTOR, REVIEW_TOOL, SPAM_DOMAIN_MODEL, sample_labels
 from .store_process import start_store
@@ -74,15 +75,17 @@ def write_config(ctx: DemoContext) -> None:
         f'token_sha256 = "{hash_token(ctx.writer_token)}"\n\n'
         "[[tokens]]\n"
         'name = "demo-reader"\nrole = "reader"\n'
-        f'token_sha256 = "{hash_token(ctx.reader_token)}"\n',
+        f'token_sha256 = "{hash_token(ctx.reader_token)}"\n\n'
+        + console_config(ctx),
         encoding="utf-8",
     )
     ctx.out(f"  {ctx.config_path}  (tokens stored as sha256, database {db.name})")
 
 
 def start(ctx: DemoContext) -> None:
-    """Start `enforce-sdk serve` on a free loopback port."""
-    ctx.store = start_store(ctx.config_path, log_path=ctx.workdir / "store.log", cwd=ctx.workdir)
+    """Start `enforce-sdk serve` on a free loopback port, with the SDK config (for the console)."""
+    ctx.store = start_store(ctx.config_path, log_path=ctx.workdir / "store.log", cwd=ctx.workdir,
+                            extra_args=["--sdk-config", write_sdk_config(ctx)])
     ctx.out(f"  listening on {ctx.store.url} (pid {ctx.store.pid}, log {ctx.store.log_path.name})")
 
 
@@ -206,6 +209,7 @@ STEPS: list[Step] = [
     Step("Import a file with a bad label", rejected_input),
     Step("What the store serves", show_entities),
     Step("Pending review", show_pending),
+    Step("The reviewer console", console_tour),
     Step("A human decides on the trusted entity", human_decides),
     Step("Audit history", show_history),
     Step("Counts", show_counts),
@@ -223,8 +227,12 @@ def run_demo(
     seed: int = 0,
     out: Out = print,
     steps: Sequence[Step] | None = None,
+    keep_running: bool = False,
 ) -> int:
-    """Run every step, always stop the store, and return 0 if everything went as shown."""
+    """Run every step, always stop the store, and return 0 if everything went as shown.
+
+    `keep_running`: after the last step, leave the store (and its console) up until
+    Ctrl-C, so a reviewer can open it in a browser."""
     started = time.monotonic()
     with _workdir(workdir) as path:
         ctx = DemoContext(workdir=path, count=count, seed=seed, out=out)
@@ -232,6 +240,10 @@ def run_demo(
             for number, step in enumerate(steps if steps is not None else STEPS, start=1):
                 out(f"\n== {number}. {step.title}")
                 step.run(ctx)
+            if keep_running and ctx.store is not None:
+                out(f"\nThe store keeps running: console {ctx.url}/console/ (user "
+                    f"demo-reviewer, password {ctx.console_password}); Ctrl-C stops it.")
+                _wait_for_interrupt()
         finally:
             if ctx.store is not None:
                 out("\n== Stop the Label Store")
@@ -260,6 +272,14 @@ def _workdir(path: Path | None) -> Iterator[Path]:
         yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _wait_for_interrupt() -> None:
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
 
 
 def _run_cli(ctx: DemoContext, args: list[str], *, reader: bool = False) -> int:

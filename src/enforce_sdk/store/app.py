@@ -42,6 +42,7 @@ from .bloom_snapshot import BloomSnapshot, BloomSnapshots
 from .checker import LabelChecker, LabelRejectedError
 from .config import Role, StoreConfig, TokenEntry
 from .head_watcher import HeadWatcher
+from .human_routes import human_routes
 from .idempotency import REPLAYED_HEADER, InFlightKeys, write_key
 from .live_policy import LivePolicy, PolicyFeed
 from .observe import ObserveMiddleware, TimedStorage, new_metrics, store_gauges
@@ -117,6 +118,8 @@ class LabelStoreService:
         if self._notices is not None:
             self._notices.send(head)
 
+    notify_head = _wrote  # for writes made outside write(): the console's appeal decisions
+
     async def _read_head(self) -> int:
         return await run_in_threadpool(self.storage.head_seq)
 
@@ -127,14 +130,15 @@ class LabelStoreService:
         return write_key(request, caller.name, body, now=self.clock(),
                          retention_seconds=self.config.idempotency.retention_seconds)
 
-    async def _apply(self, ops: list[WriteOp], caller: Caller,
-                     key: WriteKey | None = None) -> AppliedBatch:
-        """Apply a batch; with an idempotency key, at most once (a retry replays)."""
+    async def write(self, ops: list[WriteOp], actor: str,
+                    key: WriteKey | None = None) -> AppliedBatch:
+        """The one write path (API and console): apply `ops` as `actor` (the audit actor),
+        at most once per `key`; wakes the change feed's long-polls."""
         def work() -> AppliedBatch:
             now = self.clock()
             if key is not None:
-                return self.storage.apply_once(ops, actor=caller.name, now=now, key=key)
-            outcomes = self.storage.apply(ops, actor=caller.name, now=now)
+                return self.storage.apply_once(ops, actor=actor, now=now, key=key)
+            outcomes = self.storage.apply(ops, actor=actor, now=now)
             return AppliedBatch(outcomes, self.storage.head_seq())
 
         with self._in_flight.hold(key):
@@ -144,7 +148,7 @@ class LabelStoreService:
                 raise Problem(422, "idempotency_key_reused", exc.problem, field=exc.field) from exc
         self._wrote(applied.seq)
         counts = Counter(o.value for o in applied.outcomes)
-        log.info("write batch actor=%s ops=%d %s head=%d%s", caller.name, len(ops),
+        log.info("write batch actor=%s ops=%d %s head=%d%s", actor, len(ops),
                  " ".join(f"{k}={v}" for k, v in sorted(counts.items())), applied.seq,
                  " (replayed: applied before)" if applied.replayed else "")
         if self.metrics is not None and not applied.replayed:
@@ -229,7 +233,8 @@ class LabelStoreService:
                           index=exc.index, extra=exc.extra) from exc
         for i, op in enumerate(ops):  # before anything is written: a refused batch stores nothing
             caller.check_source(op.label.source, i)
-        applied = await self._apply(list(ops), caller, self._write_key(request, caller, body))
+        applied = await self.write(list(ops), caller.name,
+                                   self._write_key(request, caller, body))
         results = [
             {"entity": op.label.entity, "source": op.label.source.key, "outcome": outcome.value}
             for op, outcome in zip(ops, applied.outcomes, strict=True)
@@ -245,8 +250,8 @@ class LabelStoreService:
                            "query parameter 'source' (system/type/name) is required", field="source")
         source = source_key_param(raw_source)
         caller.check_source(Source.from_key(source))
-        applied = await self._apply([DeleteOp(entity, source)], caller,
-                                    self._write_key(request, caller, None))
+        applied = await self.write([DeleteOp(entity, source)], caller.name,
+                                   self._write_key(request, caller, None))
         return self._written(request, {"outcome": applied.outcomes[0].value,
                                        "head": applied.seq}, applied)
 
@@ -272,7 +277,7 @@ class LabelStoreService:
             source = source_key_param(item.get("source"), "source", i)
             caller.check_source(Source.from_key(source), i)
             ops.append(DeleteOp(entity_param(raw_entity, "entity", i), source))
-        applied = await self._apply(ops, caller, self._write_key(request, caller, body))
+        applied = await self.write(ops, caller.name, self._write_key(request, caller, body))
         results = []
         for op, outcome in zip(ops, applied.outcomes, strict=True):
             assert isinstance(op, DeleteOp)
@@ -527,7 +532,8 @@ def create_app(config: StoreConfig, storage: LabelStorage, *, clock: Clock = _ut
     keeps `service.live_policy` on the SDK config (store/live_policy), started at startup."""
     service = LabelStoreService(config, storage, clock=clock, slot=slot, policy_feed=policy_feed)
     app = Starlette(
-        routes=service.routes(),
+        # first: /v1/labels/export and /select before /v1/labels/{entity}
+        routes=[*human_routes(service), *service.routes()],  # appeals, mass actions, console
         lifespan=service.lifespan,
         exception_handlers={
             Problem: problem_response,

@@ -27,6 +27,7 @@ from .._errors import ConfigError, EntityKeyError
 from ..model.keys import canonical_key
 from ..model.label import MAX_METADATA_BYTES
 from ..model.problems import ProblemCollector, show
+from .console.settings import ConsoleSection, parse_console
 
 DEFAULT_STORAGE_URL = "sqlite:var/labels.db"
 _HEX64_RE = re.compile(r"[0-9a-f]{64}")
@@ -34,8 +35,13 @@ _TOKEN_NAME_RE = re.compile(r"[A-Za-z0-9_.\-@]{1,64}")
 
 
 class Role(enum.IntEnum):
-    """What a token may do, ordered: an admin may do what a writer may, and so on."""
+    """What a token may do, ordered: an admin may do what a writer may, and so on.
 
+    An appellant (a user-facing product filing users' appeals) may only open appeals
+    and read their outcome (POST /v1/appeals, GET /v1/appeals/...): it reads no labels.
+    """
+
+    APPELLANT = 0
     READER = 1
     WRITER = 2
     ADMIN = 3
@@ -158,6 +164,7 @@ class StoreConfig:
     bloom: BloomSection = BloomSection()
     http: HttpSection = HttpSection()
     idempotency: IdempotencySection = IdempotencySection()
+    console: ConsoleSection = field(default_factory=ConsoleSection)  # the reviewer console
 
     @classmethod
     def load(cls, path: str | Path | None) -> StoreConfig:
@@ -184,7 +191,7 @@ class StoreConfig:
         if not isinstance(data, Mapping):
             raise ConfigError(f"must be a table, got {type(data).__name__}", field="config")
         v.no_extra(data, {"storage", "limits", "feed", "checker", "tokens", "bloom", "http",
-                          "idempotency"}, "")
+                          "idempotency", "console"}, "")
         storage = _storage(v, v.table(data, "storage", "storage"))
         limits = _limits(v, v.table(data, "limits", "limits"))
         feed = _feed(v, v.table(data, "feed", "feed"))
@@ -193,9 +200,10 @@ class StoreConfig:
         bloom = _bloom(v, v.table(data, "bloom", "bloom"))
         http = _http(v, v.table(data, "http", "http"))
         idempotency = _idempotency(v, v.table(data, "idempotency", "idempotency"))
+        console = parse_console(v, v.table(data, "console", "console"))
         v.raise_if_any()
         return cls(storage=storage, limits=limits, feed=feed, checker=checker, tokens=tokens,
-                   bloom=bloom, http=http, idempotency=idempotency)
+                   bloom=bloom, http=http, idempotency=idempotency, console=console)
 
 
 def hash_token(token: str) -> str:
@@ -419,8 +427,8 @@ def _sources(v: _Validator, item: Mapping[str, Any], p: str, role: Role | None,
                   'sources = ["*"] keeps the old behaviour (any source, human included)')
             return None
         return ()
-    if role == Role.READER:
-        v.add(p + "sources", "a reader token writes nothing: remove sources")
+    if role is not None and role <= Role.READER:
+        v.add(p + "sources", f"a {role.wire} token writes nothing: remove sources")
         return None
     if not isinstance(raw, list) or not raw:
         v.add(p + "sources", f"must be a non-empty array of strings, got {_type(raw)}")

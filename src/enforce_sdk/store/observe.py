@@ -28,6 +28,9 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .._tracing import enabled as tracing_enabled
+from .._tracing import server_span, span
+
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "enforce_store_request_id", default=None)
 _ID_RE = re.compile(r"[A-Za-z0-9._\-]{1,64}")
@@ -136,14 +139,23 @@ class ObserveMiddleware:
             await send(message)
 
         t0 = time.perf_counter()
+        method = scope.get("method", "")
+        carrier = ({k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+                   if tracing_enabled() else {})
         try:
-            await self.app(scope, receive, send_with_id)
+            with server_span(f"enforce_store {method}", carrier) as span:
+                try:
+                    await self.app(scope, receive, send_with_id)
+                finally:
+                    route = getattr(scope.get("route"), "path", None) or "(unmatched)"
+                    if span is not None:
+                        span.update_name(f"enforce_store {method} {route}")
+                        span.set_attribute("http.response.status_code", status)
+                        span.set_attribute("enforce.request_id", rid)
         finally:
             request_id.reset(token)
             metrics = self._metrics()
             if metrics is not None:
-                route = getattr(scope.get("route"), "path", None) or "(unmatched)"
-                method = scope.get("method", "")
                 metrics.requests.labels(route, method, str(status)).inc()
                 metrics.latency.labels(route, method).observe(time.perf_counter() - t0)
 
@@ -220,7 +232,8 @@ class TimedStorage:
         def timed(*args: Any, **kwargs: Any) -> Any:
             t0 = time.perf_counter()
             try:
-                return value(*args, **kwargs)
+                with span(f"enforce_store storage.{name}"):
+                    return value(*args, **kwargs)
             finally:
                 child.observe(time.perf_counter() - t0)
 

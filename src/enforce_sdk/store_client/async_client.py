@@ -19,6 +19,7 @@ from typing import Any, Literal
 import httpx
 
 from .._errors import StoreResponseError, StoreUnavailableError
+from .._tracing import client_span
 from ..model import wire as _wire
 from ..model.label import Label
 from .client import (
@@ -27,6 +28,7 @@ from .client import (
     _translate_errors,
     connection_settings,
     decode_response,
+    span_name,
 )
 from .deadline import RequestTimeout
 from .query import parse_query, query_request, refuses_compact
@@ -77,10 +79,13 @@ class AsyncLabelStoreReader(RequestTimeout[httpx.AsyncClient]):
     async def _post_query(self, request: dict[str, Any]) -> dict[str, Any]:
         what = f"POST {QUERY_PATH}"
         content = _wire.encode(request, self._fmt)
+        sent: dict[str, str] = {}  # `traceparent` when tracing (_tracing)
         try:
-            with _translate_errors(what):
+            with client_span(span_name("POST", QUERY_PATH), sent, {"server.address": self.url}), \
+                    _translate_errors(what):
                 async with asyncio.timeout(self._timeout):  # the whole request, body too
-                    response = await self._http.post(QUERY_PATH, content=content)
+                    response = await self._http.post(QUERY_PATH, content=content,
+                                                     headers=sent)
         except TimeoutError:
             raise StoreUnavailableError(
                 f"{what}: no complete answer within {self._timeout:g}s") from None

@@ -44,6 +44,7 @@ from .._errors import (
     StoreUnavailableError,
     WriteOutcomeUnknownError,
 )
+from .._tracing import client_span
 from ..model import wire as _wire
 from ..model.label import Label, Source, parse_time
 from ..model.records import Action, AuditEvent, ChangeRecord, LabelStatus, Outcome, StoredLabel
@@ -221,6 +222,11 @@ def _nth_key(key: str | None, index: int) -> str | None:
     return key if key is None or index == 0 else f"{key}.{index}"
 
 
+def span_name(method: str, path: str) -> str:
+    """A trace span's name for a store call: the route, never an entity key."""
+    return f"enforce_sdk store {method} {'/'.join(path.split('/')[:3])}"
+
+
 def entity_path(prefix: str, entity: str) -> str:
     """URL path for an entity: every character outside the unreserved set percent-encoded."""
     return prefix + quote(entity, safe=":@")
@@ -309,9 +315,11 @@ class LabelStoreClient(RequestTimeout[httpx.Client]):
         content = None if body is None else _wire.encode(body, self._fmt)
         what = f"{method} {path}"
         seconds = self._timeout if timeout is None else timeout
-        with _translate_errors(what), deadline(seconds):
+        sent = dict(headers or {})  # plus `traceparent` when tracing (_tracing)
+        with client_span(span_name(method, path), sent, {"server.address": self.url}), \
+                _translate_errors(what), deadline(seconds):
             response = self._http.request(method, path, content=content, params=params,
-                                          headers=headers, timeout=seconds,
+                                          headers=sent, timeout=seconds,
                                           extensions=extensions)
         return decode_response(response, what), response.headers
 

@@ -84,6 +84,31 @@ def test_validate_push_and_diff_read_toml_by_its_suffix(invoke: Invoke, tmp_path
         "home_feed": {"hide_from": "limit"}, "search": {"fail_mode": "closed"}}}
     same = invoke("diff", str(toml))
     assert same.exit_code == 0 and "no differences" in same.output, same.output
+
+
+def test_json_answers_of_validate_push_rollback_and_diff(invoke: Invoke, tmp_path: Path,
+                                                         zk_hosts: str) -> None:
+    valid = invoke("validate", write(tmp_path, "v1.json", document(1)), "--json")
+    assert valid.exit_code == 0, valid.output
+    assert json.loads(valid.stdout) == {"file": str(tmp_path / "v1.json"), "valid": True,
+                                        "version": 1, "surfaces": ["home_feed", "search"],
+                                        "bytes": json.loads(valid.stdout)["bytes"]}
+    first = invoke("push", str(tmp_path / "v1.json"), "--json")
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["pushed"] == 1
+    second = invoke("push", write(tmp_path, "v2.json", document(2, home_feed="limit")),
+                    "--force", "--json")
+    assert second.exit_code == 0, second.output
+    answer = json.loads(second.stdout)
+    assert (answer["pushed"], answer["previous"]) == (2, 1)
+    diff = invoke("diff", "1", "2", "--json", auth=None)
+    assert diff.exit_code == 0, diff.output
+    changed = json.loads(diff.stdout)
+    assert changed["changed"] and '"limit"' in changed["diff"]
+    back = invoke("rollback", "1", "--force", "--json")
+    assert back.exit_code == 0, back.output
+    assert json.loads(back.stdout) == {"pushed": 3, "rollback_of": 1,
+                                                         "previous": 2}
     broken = tmp_path / "broken.toml"
     broken.write_text('version = 1\n[surfaces.home_feed\n')
     refused = invoke("validate", str(broken))

@@ -134,7 +134,8 @@ def test_a_version_1_database_is_upgraded_in_place_and_keeps_its_labels(tmp_path
     finally:
         storage.close()
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == _sqlite.SCHEMA_VERSION == 3
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == _sqlite.SCHEMA_VERSION == 4
+    assert raw.execute("SELECT count(*) FROM reviews").fetchone()[0] == 0  # schema 4's table
     raw.close()
 
 
@@ -225,6 +226,8 @@ def test_a_schema_1_database_gains_the_expiry_index_on_open(db_path: Path) -> No
     raw.execute("DROP INDEX labels_expiry")
     raw.execute("ALTER TABLE labels DROP COLUMN expires_us")
     raw.execute("DROP TABLE write_keys")  # schema 3's: not in schema 1 either
+    raw.executescript("DROP TABLE reviews; DROP TABLE appeals; DROP TABLE appeal_events; "
+                      "DROP TABLE mass_jobs")  # schema 4's
     raw.execute("PRAGMA user_version = 1")
     raw.close()
 

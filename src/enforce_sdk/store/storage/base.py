@@ -29,6 +29,7 @@ from ..._errors import InvalidInputError, WriteKeyReusedError
 from ...model.compact import encode_body
 from ...model.label import Label
 from ...model.records import AuditEvent, ChangePage, LabelStatus, Outcome, StoredLabel
+from .console_records import MAX_NOTE, Appeal, ConsoleRecords
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +99,7 @@ class AppliedBatch:
     replayed: bool = False
 
 
-class LabelStorage(abc.ABC):
+class LabelStorage(ConsoleRecords, abc.ABC):
     """A Label Store backend. Implementations must be safe for use from many threads.
 
     The public methods check their arguments here, once for every backend (the
@@ -244,6 +245,47 @@ class LabelStorage(abc.ABC):
         ):
             raise InvalidInputError(f"must be (entity, source key), got {after!r}", field="after")
         return self._pending(limit=limit, after=after)
+
+    def labels_of(self, entity: str) -> list[StoredLabel]:
+        """Every stored label of one entity: active, pending and expired-not-yet-purged."""
+        check_str(entity, "entity")
+        return self._get_many([entity], include_pending=True).get(entity, [])
+
+    def decide_appeal(self, appeal_id: int, *, upheld: bool, note: str, ops: Sequence[WriteOp],
+                      actor: str, now: datetime) -> tuple[Appeal, int]:
+        """Decide an open appeal in one transaction: apply `ops` (an upheld appeal's allow
+        label; none for a denial), set its state and append its outbox event. Returns the
+        decided appeal and the head after it. AppealConflictError (nothing written) if the
+        appeal is not open, e.g. another reviewer decided it first."""
+        check_int(appeal_id, "appeal_id", minimum=1)
+        check_str(note, "note")
+        if len(note) > MAX_NOTE:
+            raise InvalidInputError(f"has {len(note)} characters, more than {MAX_NOTE}",
+                                    field="note")
+        checked = check_ops(ops)
+        check_str(actor, "actor")
+        check_aware(now, "now")
+        if not self.keeps_console_records:
+            raise self.no_console_records()
+        return self._decide_appeal(appeal_id, "upheld" if upheld else "denied", note, checked,
+                                   actor=actor, now=now)
+
+    def _decide_appeal(self, appeal_id: int, state: str, note: str, ops: list[WriteOp], *,
+                       actor: str, now: datetime) -> tuple[Appeal, int]:
+        raise self.no_console_records()
+
+    def scan_labels(self, *, after: tuple[str, str] | None = None,
+                    limit: int = 1000) -> list[StoredLabel]:
+        """Stored labels (active and pending, expired included) in (entity, source key)
+        order after `after`: the mass actions' scan. Optional: SQLite implements it."""
+        check_int(limit, "limit", minimum=1)
+        if after is not None and not (isinstance(after, tuple) and len(after) == 2
+                                      and all(isinstance(p, str) for p in after)):
+            raise InvalidInputError(f"must be (entity, source key), got {after!r}", field="after")
+        return self._scan_labels(after, limit)
+
+    def _scan_labels(self, after: tuple[str, str] | None, limit: int) -> list[StoredLabel]:
+        raise self.no_console_records()
 
     # -- what a backend implements (arguments already checked) ------------------------
 

@@ -31,7 +31,9 @@ from ...model.records import (
     Outcome,
     StoredLabel,
 )
+from . import sqlite_console as console_sql
 from .base import AppliedBatch, LabelStorage, WriteKey, WriteOp, recorded_outcome
+from .console_records import Appeal, AppealEvent, MassJob, ReviewRecord
 from .sqlite_schema import (
     ACTIVE,
     MIGRATIONS,
@@ -378,6 +380,63 @@ class SQLiteStorage(LabelStorage):
             if len(page) < _ITER_PAGE:
                 return
             last = page[-1]
+
+    # -- the console's records (storage/console_records; SQL in sqlite_console) ----------
+
+    keeps_console_records = True
+
+    def _add_review(self, record: ReviewRecord) -> None:
+        with self._writing("add_review") as conn:
+            console_sql.add_review(conn, record)
+
+    def _reviews(self, entity: str, *, limit: int) -> list[ReviewRecord]:
+        with self._reading("reviews") as conn:
+            return console_sql.reviews(conn, entity, limit)
+
+    def _open_appeal(self, entity: str, contested: tuple[str, ...], appellant: str,
+                     statement: str, ref: str | None, now: datetime) -> Appeal:
+        with self._writing("open_appeal") as conn:
+            return console_sql.open_appeal(conn, entity, contested, appellant, statement, ref,
+                                           now)
+
+    def _appeal(self, appeal_id: int) -> Appeal | None:
+        with self._reading("appeal") as conn:
+            return console_sql.get_appeal(conn, appeal_id)
+
+    def _appeals(self, state: str | None, entity: str | None, limit: int) -> list[Appeal]:
+        with self._reading("appeals") as conn:
+            return console_sql.appeals(conn, state, entity, limit)
+
+    def _appeal_events(self, after: int, limit: int) -> list[AppealEvent]:
+        with self._reading("appeal_events") as conn:
+            return console_sql.appeal_events(conn, after, limit)
+
+    def _decide_appeal(self, appeal_id: int, state: str, note: str, ops: list[WriteOp], *,
+                       actor: str, now: datetime) -> tuple[Appeal, int]:
+        with self._writing("decide_appeal") as conn:
+            appeal = console_sql.decide(conn, appeal_id, state, actor, note, now)
+            batch = WriteBatch(conn, actor, micros(now))
+            if ops:
+                batch.run(ops)
+        return appeal, batch.seq
+
+    def _save_job(self, job: MassJob) -> None:
+        with self._writing("save_job") as conn:
+            console_sql.save_job(conn, job)
+
+    def _job(self, job_id: str) -> MassJob | None:
+        with self._reading("job") as conn:
+            return console_sql.get_job(conn, job_id)
+
+    def _jobs(self, limit: int) -> list[MassJob]:
+        with self._reading("jobs") as conn:
+            return console_sql.jobs(conn, limit)
+
+    def _scan_labels(self, after: tuple[str, str] | None, limit: int) -> list[StoredLabel]:
+        with self._reading("scan_labels") as conn:
+            rows = console_sql.scan_labels(conn, after, limit)
+        return [StoredLabel(decode_label(entity, source_key, body), STATUS_OF[status], seq)
+                for entity, source_key, status, seq, body in rows]
 
     def count_labels(self) -> dict[LabelStatus, int]:
         with self._reading("count_labels") as conn:

@@ -22,8 +22,9 @@ from ...model.records import Action, LabelStatus, Outcome
 from .base import DeleteOp, ExpireOp, PutOp, WriteOp
 
 # PRAGMA user_version of a database this module created. 1: labels without expires_us;
-# 2: SCHEMA below (expires_us); 3: and write_keys (MIGRATIONS[2]).
-SCHEMA_VERSION = 3
+# 2: SCHEMA below (expires_us); 3: and write_keys (MIGRATIONS[2]); 4: and the console's
+# reviews, appeals and appeal_events (MIGRATIONS[3]).
+SCHEMA_VERSION = 4
 
 
 _PREFETCH_CHUNK = 500  # (entity, source) pairs per prefetch query
@@ -73,6 +74,56 @@ CREATE TABLE changes (
 );
 """
 
+# The reviewer console's records: review notes, appeals, the appeals outbox, mass jobs
+# (sqlite_console).
+CONSOLE_SCHEMA = """
+CREATE TABLE reviews (
+    entity TEXT NOT NULL,
+    source_key TEXT NOT NULL,
+    label_seq INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    note TEXT NOT NULL,
+    at_us INTEGER NOT NULL,
+    PRIMARY KEY (entity, source_key, label_seq, action)
+) WITHOUT ROWID;
+CREATE TABLE appeals (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    entity TEXT NOT NULL,
+    contested TEXT NOT NULL,
+    appellant TEXT NOT NULL,
+    statement TEXT NOT NULL,
+    ref TEXT,
+    state TEXT NOT NULL,
+    opened_us INTEGER NOT NULL,
+    decided_by TEXT,
+    decided_us INTEGER,
+    decision_note TEXT
+);
+CREATE INDEX appeals_state ON appeals (state, id);
+CREATE INDEX appeals_entity ON appeals (entity, id);
+CREATE TABLE mass_jobs (
+    id TEXT PRIMARY KEY,
+    actor TEXT NOT NULL,
+    query TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    state TEXT NOT NULL,
+    cursor TEXT,
+    matched INTEGER NOT NULL,
+    retracted INTEGER NOT NULL,
+    created_us INTEGER NOT NULL,
+    updated_us INTEGER NOT NULL,
+    error TEXT
+) WITHOUT ROWID;
+CREATE TABLE appeal_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    appeal_id INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    at_us INTEGER NOT NULL,
+    appeal TEXT NOT NULL
+);
+"""
+
 # Statements that bring a database of version N to N + 1 (1 -> 2 is migrate_v1); a new
 # database runs SCHEMA (version 2) and then every migration. write_keys holds the
 # outcome of each keyed write (apply_once) until it expires, committed with the batch.
@@ -87,6 +138,8 @@ CREATE TABLE write_keys (
 ) WITHOUT ROWID;
 CREATE INDEX write_keys_expiry ON write_keys (expires_us);
 """,
+    # The reviewer console's records (storage/sqlite_console: reviews, appeals, outbox).
+    3: CONSOLE_SCHEMA,
 }
 
 
