@@ -1,0 +1,129 @@
+"""Fuzz the store with schemathesis, generated from its own API document (store/openapi.py).
+
+A real store (HTTP on loopback, a temp SQLite file) is called with requests generated
+from every operation of the document, valid ones and hostile ones (schemathesis's
+negative mode), with a token of each role. Every answer must be no 5xx, have a
+documented status and content type, and match its documented schema. And nothing is
+stored by a refused request: the store's head (every label change advances it) and the
+appeals outbox do not move across any call answered 4xx.
+
+Bounded for CI: a few examples per operation and mode, derandomized (the same cases
+every run), no long-polls (`max_wait_seconds = 0`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import requests
+
+schemathesis = pytest.importorskip("schemathesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis.errors import Unsatisfiable  # noqa: E402
+from schemathesis import GenerationMode  # noqa: E402
+from schemathesis.checks import (  # noqa: E402
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from enforce_sdk.store import SQLiteStorage, StoreConfig  # noqa: E402
+from enforce_sdk.store.openapi import document  # noqa: E402
+from enforce_sdk.store.server import ThreadedStoreServer, start_in_thread  # noqa: E402
+
+TOKENS = {
+    "appellant": "appellant-token-fuzz",
+    "reader": "reader-token-fuzz",
+    "writer": "writer-token-fuzz",
+    "admin": "admin-token-fuzz",
+}
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+          response_schema_conformance]
+# per operation, mode and role; raise it for a deeper run on a workstation
+EXAMPLES = int(os.environ.get("ENFORCE_FUZZ_EXAMPLES", "5"))
+SCHEMA = schemathesis.openapi.from_dict(document())
+OPERATIONS = [result.ok() for result in SCHEMA.get_all_operations()]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedStoreServer]:
+    path: Path = tmp_path_factory.mktemp("fuzz") / "labels.db"
+    config = StoreConfig.from_dict({
+        "limits": {"max_wait_seconds": 0, "max_batch_labels": 50, "max_batch_keys": 50},
+        "tokens": [
+            {"name": f"fuzz-{role}", "role": role, "token": token,
+             **({"sources": ["*"]} if role == "writer" else {})}
+            for role, token in TOKENS.items()
+        ],
+    })
+    with start_in_thread(config, storage=SQLiteStorage(path)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def sessions() -> Iterator[tuple[requests.Session, httpx.Client]]:
+    """Kept-alive connections: one for schemathesis's calls, one for the marks."""
+    with requests.Session() as fuzzing, httpx.Client() as checking:
+        yield fuzzing, checking
+
+
+def _marks(client: httpx.Client, url: str) -> tuple[int, int]:
+    """What a stored write moves: the head of the label changes, and the appeals outbox."""
+    admin = {"Authorization": f"Bearer {TOKENS['admin']}"}
+    head = client.get(f"{url}/readyz").json()["head"]
+    appeals = client.get(f"{url}/v1/appeals/events?after=0&limit=1000", headers=admin).json()
+    return head, len(appeals["events"])
+
+
+def _fuzz(store: ThreadedStoreServer, sessions: tuple[requests.Session, httpx.Client],
+          role: str, operation: Any, mode: GenerationMode) -> None:
+    session, client = sessions
+    writes = operation.method.upper() != "GET"
+    headers = {"Authorization": f"Bearer {TOKENS[role]}"}
+
+    @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def run(case: Any) -> None:
+        before = _marks(client, store.url) if writes else None
+        response = case.call_and_validate(base_url=store.url, session=session, headers=headers,
+                                          checks=CHECKS, timeout=10)
+        if before is not None and 400 <= response.status_code < 500:
+            after = _marks(client, store.url)
+            assert after == before, (
+                f"{case.method} {case.formatted_path} answered {response.status_code} "
+                f"but stored something: (head, appeal events) {before} -> {after}")
+
+    try:
+        run()
+    except Unsatisfiable:
+        # an operation without parameters or a body has nothing to make invalid
+        if mode is not GenerationMode.NEGATIVE:
+            raise
+
+
+@pytest.mark.parametrize("role", list(TOKENS))
+@pytest.mark.parametrize("operation", OPERATIONS, ids=lambda op: op.label)
+def test_fuzz(store: ThreadedStoreServer, sessions: tuple[requests.Session, httpx.Client],
+              role: str, operation: Any) -> None:
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+        _fuzz(store, sessions, role, operation, mode)
+
+
+def test_refused_roles_store_nothing(store: ThreadedStoreServer) -> None:
+    """A write with a too-low role is refused (403) and stores nothing, whatever its body."""
+    before = _marks(httpx.Client(), store.url)
+    for role in ("appellant", "reader"):
+        headers = {"Authorization": f"Bearer {TOKENS[role]}"}
+        answer = httpx.post(f"{store.url}/v1/labels", headers=headers, json={"labels": [{
+            "entity": "pin:1", "source": {"system": "s", "type": "human", "name": "n"},
+            "enforcement": "block", "reason": "spam", "created_at": "2026-01-01T00:00:00Z"}]})
+        assert answer.status_code == 403
+        assert answer.json()["error"] == "forbidden"
+    assert _marks(httpx.Client(), store.url) == before
