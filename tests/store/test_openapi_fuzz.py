@@ -127,3 +127,32 @@ def test_refused_roles_store_nothing(store: ThreadedStoreServer) -> None:
         assert answer.status_code == 403
         assert answer.json()["error"] == "forbidden"
     assert _marks(httpx.Client(), store.url) == before
+
+
+@pytest.mark.parametrize(("role", "path", "body", "field"), [
+    ("appellant", "/v1/appeals", b'{"entity":"pin:77","statement":"mine\\ud800"}', "statement"),
+    ("appellant", "/v1/appeals", b'{"entity":"pin:77","statement":"mine","ref":"r\\ud800"}',
+     "ref"),
+    ("admin", "/v1/jobs/retract", b'{"where":{"system":"s"},"reason":"r\\ud800"}', "reason"),
+    ("admin", "/v1/jobs/retract", b'{"where":{"system":"s\\ud800"},"reason":"r"}', "system"),
+    ("reader", "/v1/labels/select", b'{"where":{"name":"n\\ud800"}}', "name"),
+])
+def test_a_lone_surrogate_is_refused_with_400_not_500(
+    store: ThreadedStoreServer, role: str, path: str, body: bytes, field: str,
+) -> None:
+    """JSON can carry a lone surrogate ("\\ud800"), which SQLite cannot store as UTF-8.
+    Found by hostile probes next to the fuzzer (hypothesis generates no surrogates): the
+    appeal and job texts answered 500, a query field was taken as matching nothing."""
+    with httpx.Client(base_url=store.url) as client:
+        label = {"entity": "pin:77", "source": {"system": "s", "type": "automated", "name": "n"},
+                 "enforcement": "block", "reason": "spam", "created_at": "2026-01-01T00:00:00Z"}
+        written = client.post("/v1/labels", json={"labels": [label]},
+                              headers={"Authorization": f"Bearer {TOKENS['writer']}"})
+        assert written.status_code == 200  # something to appeal, something to retract
+        before = _marks(client, store.url)
+        answer = client.post(path, content=body, headers={
+            "Authorization": f"Bearer {TOKENS[role]}", "Content-Type": "application/json"})
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["field"] == field
+        assert "lone surrogate" in answer.json()["message"]
+        assert _marks(client, store.url) == before
