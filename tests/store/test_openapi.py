@@ -55,6 +55,14 @@ def test_the_document_lists_exactly_the_routes_the_app_serves(tmp_path: Path) ->
     assert served == documented_operations()
 
 
+def test_with_the_console_on_only_the_console_is_left_out(tmp_path: Path) -> None:
+    from tests.store.console.conftest import store_config
+
+    app = create_app(store_config(tmp_path), SQLiteStorage(tmp_path / "labels.db"))
+    assert any(isinstance(r, Mount) for r in app.routes)  # the console is mounted
+    assert served_operations(app) == documented_operations()
+
+
 def test_every_operation_names_its_role_and_errors() -> None:
     doc = document()
     for path, item in doc["paths"].items():
