@@ -2,8 +2,9 @@
 
 A real store (HTTP on loopback, a temp SQLite file) is called with requests generated
 from every operation of the document, valid ones and hostile ones (schemathesis's
-negative mode), bodies in JSON and msgpack, with a token of each role. Every answer must be no 5xx, have a
-documented status and content type, and match its documented schema. And nothing is
+negative mode), bodies in JSON and msgpack, with a token of each role. Every answer
+must be no 5xx, have a documented status and content type, and match its documented
+schema. And nothing is
 stored by a refused request: the store's head (every label change advances it) and the
 appeals outbox do not move across any call answered 4xx.
 
