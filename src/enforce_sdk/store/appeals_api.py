@@ -27,6 +27,7 @@ from .requests import (
     Problem,
     authenticate,
     check_fields,
+    check_text,
     entity_param,
     int_param,
     read_body,
@@ -112,10 +113,13 @@ class AppealsApi:
         if len(statement) > MAX_STATEMENT:
             raise Problem(413, "too_large", f"{len(statement)} characters, more than "
                           f"{MAX_STATEMENT}", field="statement")
+        check_text(statement, "statement")
         ref = body.get("ref")
         if ref is not None and (not isinstance(ref, str) or not ref.strip() or len(ref) > 200):
             raise Problem(400, "bad_request", "must be a non-empty string of at most 200 "
                           "characters", field="ref")
+        if ref is not None:
+            check_text(ref, "ref")
         raw_labels = body.get("labels")
         wanted = None
         if raw_labels is not None:

@@ -69,6 +69,8 @@ class LabelQuery:
                 continue
             if not isinstance(value, str):
                 raise QueryError(key, f"must be a string, got {type(value).__name__}")
+            if not _is_text(value):
+                raise QueryError(key, "not valid Unicode text (lone surrogate)")
             values[key] = value.strip()
         try:
             return cls(
@@ -110,6 +112,14 @@ class LabelQuery:
             out[name] = (value.isoformat() if isinstance(value, datetime)
                          else value.wire if isinstance(value, Enforcement) else str(value))
         return out
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _status(raw: str | None) -> LabelStatus | None:

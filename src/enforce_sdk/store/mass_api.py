@@ -34,7 +34,7 @@ from .mass import (
     run_retract,
     select,
 )
-from .requests import Problem, authenticate, check_fields, read_body, respond
+from .requests import Problem, authenticate, check_fields, check_text, read_body, respond
 from .storage.base import AppliedBatch, LabelStorage, WriteKey, WriteOp
 from .storage.console_records import MassJob
 
@@ -71,6 +71,7 @@ def check_reason(raw: object) -> str:
     if len(raw) > MAX_REASON:
         raise Problem(400, "bad_request", f"{len(raw)} characters, more than {MAX_REASON}",
                       field="reason")
+    check_text(raw, "reason")
     return raw.strip()
 
 

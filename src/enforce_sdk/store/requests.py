@@ -163,6 +163,16 @@ async def read_body(request: Request, limit: int) -> dict[str, Any]:
     except InvalidInputError as exc:
         raise Problem(400, "malformed_body", exc.problem, field=exc.field) from exc
 
+def check_text(value: str, field: str) -> None:
+    """Refuse a string that is not valid Unicode text: a JSON body can carry a lone
+    surrogate (`"\\ud800"`), which no UTF-8 storage or answer can hold."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise Problem(400, "bad_request", "not valid Unicode text (lone surrogate)",
+                      field=field) from None
+
+
 def check_fields(body: Mapping[str, Any], allowed: set[str]) -> None:
     extra = sorted(str(k) for k in body if k not in allowed and k != "schema")
     if extra:
